@@ -1,0 +1,1 @@
+"""The ``serve``, ``check`` and ``routes`` sub-commands."""

@@ -1,0 +1,61 @@
+"""Start a command for a test and make sure it is stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.support.net import DEADLINE, port_open, wait_until
+
+
+class ManagedProcess:
+    """A child process with its output in a temporary file, stopped by :meth:`stop`."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None):
+        self.args = list(args)
+        self._log = tempfile.NamedTemporaryFile(prefix="pyingress-test-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            self.args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+    @property
+    def output(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def wait_for_port(self, port: int, host: str = "127.0.0.1", timeout: float = DEADLINE) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.args[:3]} exited {self.proc.returncode}:\n{self.output}")
+            return port_open(port, host)
+
+        wait_until(ready, timeout, f"{self.args[:3]} to listen on {port}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout)
+        self._log.close()
+        os.unlink(self._log.name)
+        return self.proc.returncode
+
+
+def pyingress(*args: str, env: dict[str, str] | None = None) -> ManagedProcess:
+    """Run ``pyingress ARGS`` with this interpreter."""
+    return ManagedProcess([sys.executable, "-m", "pyingress", *args], env=env)
