@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from pyingress.model.snapshot import ObjectRef
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     """The object (or the part named) is skipped."""
     WARNING = "warning"

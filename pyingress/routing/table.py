@@ -16,7 +16,7 @@ from pyingress.model import ObjectRef
 from pyingress.routing.paths import normalize_host, split_segments
 
 
-class PathType(str, enum.Enum):
+class PathType(enum.StrEnum):
     EXACT = "Exact"
     PREFIX = "Prefix"
     IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
@@ -32,7 +32,11 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+        return (
+            f"[{self.address}]:{self.port}"
+            if ":" in self.address
+            else f"{self.address}:{self.port}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,17 +97,17 @@ class HostRoutes:
         self.default: Route | None = None
 
     def add(self, route: Route) -> Route | None:
-        """Add ``route``; if its path is taken, keep the existing route and return the new one."""
+        """Add ``route`` unless its path is taken; then return the route that keeps it."""
         if route.path_type is PathType.EXACT:
-            if route.path in self._exact:
-                return route
-            self._exact[route.path] = route
-            return None
+            existing = self._exact.get(route.path)
+            if existing is None:
+                self._exact[route.path] = route
+            return existing
         node = self._prefix_root
         for segment in split_segments(route.path):
             node = node.children.setdefault(segment, _PrefixNode())
         if node.route is not None:
-            return route
+            return node.route
         node.route = route
         return None
 
@@ -154,6 +158,9 @@ class RouteTable:
     any_host: HostRoutes | None = None
     """Host-less rules; its fallback is the cluster-wide catch-all ``defaultBackend``."""
     tls_hosts: dict[str, TLSHost] = field(default_factory=dict)
+    """Hosts listed under ``tls:``, by normalised name (wildcards as ``*.example.com``)."""
+    served: set[ObjectRef] = field(default_factory=set)
+    """Every Ingress this controller serves (owned by its class and valid)."""
     generation: int = 0
 
     def match(self, host: str, path: str) -> Route | None:

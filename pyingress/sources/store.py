@@ -25,9 +25,7 @@ class ObjectStore:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def update(
-        self, upserts: Iterable[KubeObject] = (), deletes: Iterable[ObjectRef] = ()
-    ) -> bool:
+    def update(self, upserts: Iterable[KubeObject] = (), deletes: Iterable[ObjectRef] = ()) -> bool:
         """Apply a batch; returns whether anything changed (listeners run only then)."""
         changed = False
         for ref in deletes:

@@ -1,0 +1,23 @@
+# syntax=docker/dockerfile:1
+# pyingress: the builder makes a wheel; the final image installs only that wheel (and its
+# dependencies, all available as binary wheels), so no compiler or build tool ships.
+
+FROM python:3.11-slim AS builder
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY pyingress ./pyingress
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
+    pip install --no-cache-dir --only-binary=:all: /dist/*.whl \
+    && groupadd --system --gid 10001 pyingress \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin pyingress
+USER 10001:10001
+EXPOSE 8080 8443 10254
+ENTRYPOINT ["pyingress"]
+CMD ["serve", "--in-cluster"]

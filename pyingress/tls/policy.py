@@ -1,0 +1,156 @@
+"""HTTPS enforcement rules: when to redirect to HTTPS, where to, and the HSTS header.
+
+Everything here is pure and computed once per route at compile time (:func:`parse_tls_policy`)
+or is a few string operations per request (:func:`redirect_location`), so the data plane can
+call it on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+PREFIXES = ("pyingress.io/", "nginx.ingress.kubernetes.io/")
+"""Annotation prefixes, strongest first: a native annotation wins over the nginx one."""
+
+ACME_ANNOTATIONS = ("pyingress.io/acme", "kubernetes.io/tls-acme")
+
+ONE_YEAR = 31536000
+REDIRECT_STATUS = 308
+"""Permanent and method-preserving: a POST stays a POST after the redirect."""
+
+
+@dataclass(frozen=True, slots=True)
+class TLSPolicy:
+    """The TLS behaviour of one Ingress's routes, from its annotations.
+
+    ``ssl_redirect`` applies to hosts under ``tls:``; ``force_ssl_redirect`` redirects even
+    hosts without ``tls:`` (TLS terminated in front, e.g. by Cloudflare).
+    """
+
+    ssl_redirect: bool = True
+    force_ssl_redirect: bool = False
+    hsts: bool = True
+    hsts_max_age: int = ONE_YEAR
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
+    acme: bool = False
+
+    def redirects(self, host_has_tls: bool) -> bool:
+        """Whether a plain-HTTP request to this route is sent to HTTPS."""
+        return self.force_ssl_redirect or (host_has_tls and self.ssl_redirect)
+
+    @property
+    def hsts_value(self) -> bytes | None:
+        """The ``Strict-Transport-Security`` value, computed once per policy."""
+        return hsts_header(self)
+
+
+DEFAULT_TLS_POLICY = TLSPolicy()
+
+
+def parse_tls_policy(annotations: Mapping[str, str] | None) -> tuple[TLSPolicy, list[str]]:
+    """The policy for an Ingress's annotations and, for each bad value, a message.
+
+    A bad value keeps the default for that field (the rest of the Ingress still applies); the
+    caller turns the messages into :class:`~pyingress.model.Problem`\\ s on the Ingress.
+    """
+    annotations = annotations or {}
+    errors: list[str] = []
+
+    def flag(name: str, default: bool) -> bool:
+        key, value = _lookup(annotations, name)
+        if key is None:
+            return default
+        parsed = _boolean(value)
+        if parsed is None:
+            errors.append(f"annotation {key}: expected \"true\" or \"false\", got {value!r}")
+            return default
+        return parsed
+
+    max_age = ONE_YEAR
+    key, value = _lookup(annotations, "hsts-max-age")
+    if key is not None:
+        if value.strip().isdigit() and len(value.strip()) <= 10:
+            max_age = int(value)
+        else:
+            errors.append(f"annotation {key}: expected a number of seconds, got {value!r}")
+    acme = any(_boolean(annotations.get(name, "")) for name in ACME_ANNOTATIONS)
+    policy = TLSPolicy(
+        ssl_redirect=flag("ssl-redirect", True),
+        force_ssl_redirect=flag("force-ssl-redirect", False),
+        hsts=flag("hsts", True),
+        hsts_max_age=max_age,
+        hsts_include_subdomains=flag("hsts-include-subdomains", True),
+        hsts_preload=flag("hsts-preload", False),
+        acme=acme,
+    )
+    return policy, errors
+
+
+def hsts_header(policy: TLSPolicy) -> bytes | None:
+    """The HSTS value to send on HTTPS responses, or None when HSTS is off.
+
+    Only send it for hosts with a certificate of their own: pinning a browser to HTTPS for a
+    name served with the default certificate would lock users out.
+    """
+    if not policy.hsts:
+        return None
+    parts = [b"max-age=%d" % policy.hsts_max_age]
+    if policy.hsts_include_subdomains:
+        parts.append(b"includeSubDomains")
+    if policy.hsts_preload:
+        parts.append(b"preload")
+    return b"; ".join(parts)
+
+
+_HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-.")
+
+
+def redirect_location(host: bytes, target: bytes, https_port: int = 443) -> bytes | None:
+    """The ``Location`` for the HTTPS redirect of a request, or None if it cannot be safe.
+
+    ``host`` is the raw Host header (its port is dropped; ``https_port`` is added unless 443);
+    ``target`` the raw request target, path and query kept byte for byte. Returns None (the
+    caller answers 400) for a Host that is not a plain DNS name or IP address, or a target that
+    is not origin-form, so a crafted request can never redirect elsewhere or split headers.
+    """
+    name = _host_name(host)
+    if name is None or not target.startswith(b"/") or target.startswith(b"//"):
+        return None
+    if any(byte < 0x21 or byte == 0x7F for byte in target):
+        return None
+    authority = name if https_port == 443 else b"%s:%d" % (name, https_port)
+    return b"https://" + authority + target
+
+
+def _host_name(host: bytes) -> bytes | None:
+    host = host.strip().lower()
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        literal = host[1:end] if end > 0 else b""
+        if not literal or any(chr(c) not in "0123456789abcdef:." for c in literal):
+            return None
+        return b"[" + literal + b"]"
+    name = host.rsplit(b":", 1)[0] if host.count(b":") == 1 else host
+    name = name.rstrip(b".")
+    if not name or not all(byte in _HOST_CHARS for byte in name):
+        return None
+    return name
+
+
+def _lookup(annotations: Mapping[str, str], name: str) -> tuple[str | None, str]:
+    for prefix in PREFIXES:
+        key = prefix + name
+        if key in annotations:
+            return key, str(annotations[key])
+    return None, ""
+
+
+def _boolean(value: str) -> bool | None:
+    lowered = value.strip().lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    return None

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.announce.netlab import Lab, missing_requirements
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    reason = missing_requirements()
+    if reason:
+        pytest.skip(reason)
+    network = Lab()
+    try:
+        yield network
+    finally:
+        network.close()
