@@ -23,13 +23,12 @@ from pyingress.model import KubeObject, ObjectRef, Problem, Severity, Snapshot, 
 from pyingress.routing.annotations import AnnotationError, Annotations, refused_snippets
 from pyingress.routing.backends import BackendError, BackendResolver
 from pyingress.routing.classes import our_classes, owns_ingress
-from pyingress.routing.policy import parse_policy
+from pyingress.routing.policy import PolicyContext, RoutePolicy, parse_policy
 from pyingress.routing.table import (
     Backend,
     HostRoutes,
     PathType,
     Route,
-    RoutePolicy,
     RouteTable,
     TLSHost,
 )
@@ -175,12 +174,12 @@ class _Compiler:
                 "anyone who can write an Ingress could then run code in the controller; "
                 "use the typed annotations instead (pyingress check lists them)",
             )
+        parsed = _ParsedIngress(ref)
         try:
-            policy = parse_policy(annotations)
+            policy = parse_policy(annotations, PolicyContext(ref, self.snapshot, parsed.problems))
         except AnnotationError as exc:
             raise IngressError("InvalidAnnotation", str(exc)) from None
         spec = ingress.get("spec") or {}
-        parsed = _ParsedIngress(ref)
         if spec.get("defaultBackend"):
             backend = self._backend(ref, spec["defaultBackend"], parsed)
             parsed.default = Route(ref, "", "", PathType.DEFAULT, backend, policy)

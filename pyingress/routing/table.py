@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pyingress.model import ObjectRef
 from pyingress.routing.paths import normalize_host, split_segments
+from pyingress.routing.policy import DEFAULT_POLICY, RoutePolicy
 
 
 class PathType(enum.StrEnum):
@@ -51,14 +52,6 @@ class Backend:
     """``namespace/name:port``, the key the balancer and the metrics use."""
     endpoints: tuple[Endpoint, ...]
     unavailable: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RoutePolicy:
-    """Per-route behaviour parsed from annotations; the defaults mean plain proxying."""
-
-
-DEFAULT_POLICY = RoutePolicy()
 
 
 @dataclass(frozen=True, slots=True)

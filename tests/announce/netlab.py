@@ -70,8 +70,13 @@ class Namespace:
     def spawn(self, args: Sequence[str]) -> ManagedProcess:
         return ManagedProcess(self.cmd(args))
 
-    def pyingress(self, *args: str) -> ManagedProcess:
-        return self.spawn([sys.executable, "-m", "pyingress", *args])
+    @staticmethod
+    def announce_args(*args: str) -> list[str]:
+        """``python -m pyingress.announce`` is ``pyingress announce`` without the proxy's imports."""
+        return [sys.executable, "-m", "pyingress.announce", *args]
+
+    def announce(self, *args: str) -> ManagedProcess:
+        return self.spawn(self.announce_args(*args))
 
     def run(self, fn: Callable[[], T]) -> T:
         """Call ``fn`` in a thread that lives in this namespace (sockets it opens stay there)."""

@@ -68,7 +68,9 @@ def conflict(resource: Resource, name: str) -> ApiError:
     return ApiError(409, "Conflict", message, _details(resource, name))
 
 
-def precondition_conflict(resource: Resource, name: str, what: str, want: str, have: str) -> ApiError:
+def precondition_conflict(
+    resource: Resource, name: str, what: str, want: str, have: str
+) -> ApiError:
     """``what`` is ``UID`` or ``ResourceVersion``, as in the real message."""
     message = (
         f'Operation cannot be fulfilled on {resource.qualified} "{name}": Precondition failed: '

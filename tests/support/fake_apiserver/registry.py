@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.support.fake_apiserver import errors, kinds
-from tests.support.fake_apiserver.errors import ApiError
 from tests.support.fake_apiserver.patching import apply_patch
 from tests.support.fake_apiserver.resources import RESOURCES, Resource
 from tests.support.fake_apiserver.selectors import Predicate

@@ -85,3 +85,10 @@ def groups() -> dict[str, list[str]]:
 
 def in_group_version(group: str, version: str) -> list[Resource]:
     return [r for r in RESOURCES if (r.group, r.version) == (group, version)]
+
+
+def by_kind(api_version: str, kind: str) -> Resource | None:
+    for resource in RESOURCES:
+        if (resource.api_version, resource.kind) == (api_version, kind):
+            return resource
+    return None

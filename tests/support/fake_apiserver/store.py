@@ -38,10 +38,14 @@ class Signal:
     BOOKMARK = "bookmark"
 
 
+Item = Change | tuple[str, int]
+"""What a subscriber's queue holds: a change, or a (Signal, revision-when-sent) pair."""
+
+
 @dataclass(eq=False)
 class Subscriber:
     resource: str
-    queue: asyncio.Queue[Change | str] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
 
 
 class Store:
@@ -127,7 +131,7 @@ class Store:
     def signal(self, message: str) -> int:
         """Send a hook message to every open watch; returns how many received it."""
         for subscriber in self._subscribers:
-            subscriber.queue.put_nowait(message)
+            subscriber.queue.put_nowait((message, self.rv))
         return len(self._subscribers)
 
     @property

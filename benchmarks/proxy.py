@@ -1,0 +1,264 @@
+"""Data-plane benchmark: pyingress and nginx proxying to the same backend, in one run.
+
+Layout (2 cores): the proxy under test is pinned to core 0; the load generator (wrk) and the
+backend (an nginx serving static files, so the backend is never the bottleneck) share core 1.
+For each proxy, response size and connection count it prints requests/s, p50 and p99 latency and
+the proxy's peak RSS, with pyingress's ratio to nginx. Only loopback addresses are used.
+
+Run: ``python benchmarks/proxy.py`` (needs ``nginx`` and ``wrk``: ``apt-get install nginx-light wrk``).
+``--policies`` adds a run where the route carries five policies (see ``benchmarks/policies/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "bench.local"
+SIZES = {"100B": 100, "64KiB": 64 * 1024}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def rss_kib(pid: int, field: str) -> int:
+    """``VmRSS`` or ``VmHWM`` (peak) of ``pid`` and its children, in KiB."""
+    total = 0
+    pids = [pid] + [int(p) for p in subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+    for each in pids:
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1])
+    return total
+
+
+@contextlib.contextmanager
+def process(args: list[str], core: int, port: int, cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(["taskset", "-c", str(core), *args], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_port(port, proc)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def nginx_conf(workdir: Path, body: str) -> Path:
+    conf = workdir / f"nginx-{free_port()}.conf"
+    conf.write_text(textwrap.dedent(f"""\
+        daemon off;
+        master_process off;
+        worker_processes 1;
+        pid {workdir}/nginx-{conf.stem}.pid;
+        error_log {workdir}/{conf.stem}-error.log warn;
+        events {{ worker_connections 4096; }}
+        http {{
+            access_log off;
+            client_body_temp_path {workdir}/body;
+            proxy_temp_path {workdir}/proxy;
+            fastcgi_temp_path {workdir}/fastcgi;
+            uwsgi_temp_path {workdir}/uwsgi;
+            scgi_temp_path {workdir}/scgi;
+            keepalive_requests 1000000;
+            {body}
+        }}
+        """))
+    return conf
+
+
+def backend_conf(workdir: Path, port: int) -> Path:
+    docroot = workdir / "www"
+    docroot.mkdir(exist_ok=True)
+    for name, size in SIZES.items():
+        (docroot / name).write_bytes(b"x" * size)
+    return nginx_conf(workdir, f"""
+        server {{ listen 127.0.0.1:{port}; root {docroot}; }}""")
+
+
+def proxy_conf(workdir: Path, port: int, backend: int) -> Path:
+    return nginx_conf(workdir, f"""
+        upstream app {{ server 127.0.0.1:{backend}; keepalive 320; }}
+        server {{
+            listen 127.0.0.1:{port};
+            server_name {HOST};
+            location / {{
+                proxy_pass http://app;
+                proxy_http_version 1.1;
+                proxy_set_header Connection "";
+                proxy_set_header Host $host;
+                proxy_set_header X-Real-IP $remote_addr;
+                proxy_set_header X-Forwarded-For $remote_addr;
+                proxy_set_header X-Forwarded-Proto $scheme;
+                proxy_buffering off;
+            }}
+        }}""")
+
+
+def manifests(workdir: Path, backend: int, policies: Path | None) -> Path:
+    folder = workdir / f"manifests-{'policies' if policies else 'plain'}"
+    folder.mkdir(exist_ok=True)
+    annotations = ""
+    if policies is not None:
+        annotations = (policies / "annotations.yaml").read_text()
+        for extra in policies.glob("*.yaml"):
+            if extra.name != "annotations.yaml":
+                shutil.copy(extra, folder / extra.name)
+    (folder / "bench.yaml").write_text(textwrap.dedent(f"""\
+        apiVersion: networking.k8s.io/v1
+        kind: Ingress
+        metadata:
+          name: bench
+          namespace: default
+          annotations: {{{annotations.strip()}}}
+        spec:
+          rules:
+          - host: {HOST}
+            http:
+              paths:
+              - path: /
+                pathType: Prefix
+                backend: {{service: {{name: bench, port: {{number: 80}}}}}}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: bench, namespace: default}}
+        spec: {{ports: [{{name: http, port: 80, targetPort: {backend}}}]}}
+        ---
+        apiVersion: discovery.k8s.io/v1
+        kind: EndpointSlice
+        metadata:
+          name: bench-1
+          namespace: default
+          labels: {{kubernetes.io/service-name: bench}}
+        addressType: IPv4
+        ports: [{{name: http, port: {backend}, protocol: TCP}}]
+        endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
+        """))
+    return folder
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def to_ms(text: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(port: int, path: str, connections: int, seconds: int) -> Result:
+    out = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|connect|read|write|timeout)\s*:?\s*(\d+)", out))
+    return Result(rps, p50, p99, errors)
+
+
+def measure(name: str, port: int, proc: subprocess.Popen[bytes], args: argparse.Namespace) -> dict:
+    run_wrk(port, "/100B", 10, 2)  # warm-up: connections, pools, caches
+    idle = rss_kib(proc.pid, "VmRSS")
+    rows = {}
+    for size in SIZES:
+        for connections in args.connections:
+            rows[(size, connections)] = run_wrk(port, f"/{size}", connections, args.seconds)
+    return {"name": name, "idle_kib": idle, "peak_kib": rss_kib(proc.pid, "VmHWM"), "rows": rows}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, nargs="+", default=[10, 50, 200])
+    parser.add_argument("--policies", action="store_true", help="also run a route with five policies")
+    args = parser.parse_args()
+    for tool in ("nginx", "wrk", "taskset"):
+        if shutil.which(tool) is None:
+            print(f"benchmark needs {tool}: apt-get install nginx-light wrk", file=sys.stderr)
+            return 2
+    with tempfile.TemporaryDirectory(prefix="pyingress-bench-") as tmp:
+        workdir = Path(tmp)
+        backend = free_port()
+        runs = []
+        with process(["nginx", "-c", str(backend_conf(workdir, backend))], 1, backend):
+            port = free_port()
+            with process(["nginx", "-c", str(proxy_conf(workdir, port, backend))], 0, port) as proc:
+                runs.append(measure("nginx", port, proc, args))
+            variants = [("pyingress", None)]
+            if args.policies:
+                variants.append(("pyingress+5 policies", ROOT / "benchmarks" / "policies"))
+            for name, policies in variants:
+                port, health = free_port(), free_port()
+                command = [sys.executable, "-m", "pyingress", "serve", "--manifests",
+                           str(manifests(workdir, backend, policies)), "--bind", "127.0.0.1",
+                           "--http-port", str(port), "--https-port", str(free_port()),
+                           "--health-port", str(health), "--log-level", "warning"]
+                with process(command, 0, port, cwd=ROOT) as proc:
+                    runs.append(measure(name, port, proc, args))
+    report(runs, args)
+    return 0
+
+
+def report(runs: list[dict], args: argparse.Namespace) -> None:
+    nginx = runs[0]
+    print(f"cpu: {os.cpu_count()} cores; proxy pinned to core 0, wrk + backend on core 1; "
+          f"{args.seconds}s per cell")
+    print(f"| proxy | response | conns | req/s | ratio | p50 ms | p99 ms | p99 ratio | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for run in runs:
+        for (size, connections), row in run["rows"].items():
+            base = nginx["rows"][(size, connections)]
+            print(f"| {run['name']} | {size} | {connections} | {row.rps:,.0f} | "
+                  f"{row.rps / base.rps:.2f}x | {row.p50_ms:.2f} | {row.p99_ms:.2f} | "
+                  f"{row.p99_ms / base.p99_ms:.1f}x | {row.errors} |")
+    print()
+    print("| proxy | idle RSS | peak RSS |")
+    print("|---|---:|---:|")
+    for run in runs:
+        print(f"| {run['name']} | {run['idle_kib'] / 1024:.1f} MiB | {run['peak_kib'] / 1024:.1f} MiB |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

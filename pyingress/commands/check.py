@@ -1,0 +1,30 @@
+"""``pyingress check``: report every problem in the objects, one per line; exit 1 if any."""
+
+from __future__ import annotations
+
+import argparse
+
+from pyingress.commands.options import (
+    add_class_arguments,
+    add_source_arguments,
+    all_problems,
+    load_once,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_source_arguments(parser)
+    add_class_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    result, file_problems = load_once(args)
+    lines = all_problems(result, file_problems)
+    for line in lines:
+        print(line)
+    if lines:
+        return 1
+    served = len(result.table.served)
+    routes = sum(1 for _ in result.table.routes())
+    print(f"no problems: {served} Ingresses served, {routes} routes")
+    return 0

@@ -1,0 +1,193 @@
+"""Compile problems of Ingresses become Kubernetes Events (``kubectl describe ingress``).
+
+Events are deduplicated and rate-limited, because the compiler reports the same problem on
+every compile: one Event per (object, reason, message), whose ``count`` and ``lastTimestamp``
+are bumped with a PATCH at most once per ``interval``; and a global token bucket caps the
+writes of all Events together, so a storm of broken Ingresses cannot flood the API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pyingress.model import KubeObject, ObjectRef, Problem
+from pyingress.sources.kubeclient import KubeApi, KubeError
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "pyingress"
+REPORTING_CONTROLLER = "pyingress.io/ingress-controller"
+API_VERSIONS = {"Ingress": "networking.k8s.io/v1"}
+
+Key = tuple[ObjectRef, str, str]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def try_take(self) -> bool:
+        self._refill()
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+    def wait_time(self) -> float:
+        self._refill()
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+
+
+@dataclass(slots=True)
+class _Recorded:
+    name: str
+    count: int
+    posted_at: float
+
+
+class EventRecorder:
+    """Posts a Warning Event for each problem of an Ingress that is in the store.
+
+    :meth:`observe` is synchronous (it is the reconciler's ``on_problems`` hook); the writes
+    happen in :meth:`run`. ``active`` lets only the elected replica write, so two replicas do
+    not double every Event.
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        lookup: Callable[[ObjectRef], KubeObject | None],
+        *,
+        interval: float = 60.0,
+        rate: float = 1.0,
+        burst: int = 25,
+        active: Callable[[], bool] = lambda: True,
+        instance: str | None = None,
+    ) -> None:
+        self.api = api
+        self.lookup = lookup
+        self.interval = interval
+        self.bucket = TokenBucket(rate, burst)
+        self.active = active
+        self.instance = instance or os.environ.get("POD_NAME") or os.uname().nodename
+        self._recorded: dict[Key, _Recorded] = {}
+        self._pending: dict[Key, Problem] = {}
+        self._wake = asyncio.Event()
+
+    def observe(self, problems: Iterable[Problem]) -> None:
+        """Queue an Event write for every Ingress problem not written in the last interval."""
+        now = time.monotonic()
+        for problem in problems:
+            if problem.ref.kind not in API_VERSIONS:
+                continue
+            key = (problem.ref, problem.reason, problem.message)
+            recorded = self._recorded.get(key)
+            if recorded is None or now - recorded.posted_at >= self.interval:
+                self._pending[key] = problem
+        if self._pending:
+            self._wake.set()
+        self._forget_older_than(now - 10 * self.interval)
+
+    def _forget_older_than(self, cutoff: float) -> None:
+        for key in [k for k, rec in self._recorded.items() if rec.posted_at < cutoff]:
+            del self._recorded[key]
+
+    async def run(self) -> None:
+        """Write queued Events until cancelled, within the token bucket."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                if not self.active():
+                    self._pending.clear()
+                    break
+                wait = self.bucket.wait_time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                key = next(iter(self._pending))
+                problem = self._pending.pop(key)
+                if self.bucket.try_take():
+                    await self._write(key, problem)
+
+    async def _write(self, key: Key, problem: Problem) -> None:
+        obj = self.lookup(problem.ref)
+        if obj is None:
+            return  # the object is gone; nothing to attach the Event to
+        recorded = self._recorded.get(key)
+        try:
+            if recorded is not None:
+                try:
+                    await self._bump(problem.ref.namespace, recorded)
+                    log.info("event bumped %s reason=%s count=%d", problem.ref, problem.reason,
+                             recorded.count)  # fmt: skip
+                    return
+                except KubeError as exc:
+                    if exc.status != 404:
+                        raise
+            name = await self._create(problem, obj)
+            self._recorded[key] = _Recorded(name, 1, time.monotonic())
+            log.info("event posted %s reason=%s", problem.ref, problem.reason)
+        except KubeError as exc:
+            log.warning("cannot record event for %s (%s): %s", problem.ref, problem.reason, exc)
+
+    async def _create(self, problem: Problem, obj: KubeObject) -> str:
+        meta = obj.get("metadata") or {}
+        stamp = now_rfc3339()
+        name = f"{problem.ref.name}.{secrets.token_hex(8)}"
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": problem.ref.namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSIONS[problem.ref.kind],
+                "kind": problem.ref.kind,
+                "namespace": problem.ref.namespace,
+                "name": problem.ref.name,
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "type": "Warning",
+            "reason": problem.reason,
+            "message": problem.message,
+            "source": {"component": COMPONENT},
+            "reportingComponent": REPORTING_CONTROLLER,
+            "reportingInstance": self.instance,
+            "count": 1,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+        }
+        path = f"/api/v1/namespaces/{problem.ref.namespace}/events"
+        await self.api.request("POST", path, body=event)
+        return name
+
+    async def _bump(self, namespace: str, recorded: _Recorded) -> None:
+        patch = {"count": recorded.count + 1, "lastTimestamp": now_rfc3339()}
+        path = f"/api/v1/namespaces/{namespace}/events/{recorded.name}"
+        await self.api.request(
+            "PATCH", path, body=patch, content_type="application/merge-patch+json"
+        )
+        recorded.count += 1
+        recorded.posted_at = time.monotonic()
