@@ -17,9 +17,7 @@ import httptools
 
 from pyingress.cli import StartupError
 
-RESPONSE_HEAD = (
-    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n"
-)
+RESPONSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n"
 
 
 class EchoProtocol(asyncio.Protocol):

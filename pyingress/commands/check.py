@@ -10,6 +10,8 @@ from pyingress.commands.options import (
     all_problems,
     load_once,
 )
+from pyingress.compat.report import print_report
+from pyingress.sources.files import load_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +24,9 @@ def run(args: argparse.Namespace) -> int:
     lines = all_problems(result, file_problems)
     for line in lines:
         print(line)
-    if lines:
+    snapshot = load_folder(args.manifests)[0].snapshot() if args.manifests else None
+    changes = print_report(snapshot) if snapshot is not None else False
+    if lines or changes:
         return 1
     served = len(result.table.served)
     routes = sum(1 for _ in result.table.routes())

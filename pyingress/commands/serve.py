@@ -168,9 +168,10 @@ class Controller:
         await self.start_https_listener()
         self.readiness.done("listeners")
         table = self.holder.table
+        health = f"{args.bind}:{args.health_port}" if self.index == 0 else "worker-0"
         log.info(
-            "serving worker=%d http=%s:%d health=%s:%d routes=%d problems=%d",
-            self.index, args.bind, args.http_port, args.bind, args.health_port,
+            "serving worker=%d http=%s:%d health=%s routes=%d problems=%d",
+            self.index, args.bind, args.http_port, health,
             sum(1 for _ in table.routes()), len(reconciler.problems),
         )  # fmt: skip
 
@@ -187,7 +188,7 @@ class Controller:
             return bind(self.args.bind, port, reuse_port=self.shared_ports)
         except OSError as exc:
             raise StartupError(
-                f"{flag}: cannot listen on {self.args.bind}:{port}: {exc.strerror or exc}"
+                f"{flag}: cannot listen on {self.args.bind}:{port}: {_reason(exc)}"
             ) from None
 
     async def _start_proxy(self) -> None:
@@ -206,7 +207,7 @@ class Controller:
         except OSError as exc:
             raise StartupError(
                 f"--http-port: cannot listen on {self.args.bind}:{self.args.http_port}: "
-                f"{exc.strerror or exc}"
+                f"{_reason(exc)}"
             ) from None
 
     async def start_https_listener(self) -> None:
@@ -235,6 +236,11 @@ class Controller:
         health = getattr(self, "_health", None)
         if health is not None:
             await health.close()
+
+
+def _reason(exc: OSError) -> str:
+    """``Address already in use``, whichever event loop raised it."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def _supervise(args: argparse.Namespace) -> int:

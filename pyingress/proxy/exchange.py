@@ -303,6 +303,7 @@ class ProxyExchange(Exchange):
         named: set[bytes] | None = None
         te_chunked = False
         has_length = False
+        upgrade = b""
         for name, value in headers:
             lname = name.lower()
             if lname in RESPONSE_DROPPED:
@@ -310,8 +311,8 @@ class ProxyExchange(Exchange):
                     named = connection_tokens(value)
                 elif lname == b"transfer-encoding":
                     te_chunked = True
-                elif lname == b"upgrade" and status == 101:
-                    parts.append(b"upgrade: " + value + b"\r\n")
+                elif lname == b"upgrade":
+                    upgrade = value
                 continue
             if lname == b"content-length":
                 has_length = True
@@ -321,7 +322,7 @@ class ProxyExchange(Exchange):
         until_close = False
         keep_alive = request.keep_alive and not self.conn.server.closing
         if status == 101:
-            parts.append(b"connection: upgrade\r\n")
+            parts.append(b"upgrade: %s\r\nconnection: upgrade\r\n" % upgrade)
             self.framing = NO_BODY
         elif request.head_only or status in (204, 304):
             self.framing = NO_BODY

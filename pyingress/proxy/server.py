@@ -84,12 +84,21 @@ class ProxyServer:
         port: int,
         ssl: ssl_module.SSLContext | None = None,
         scheme: str = "http",
+        reuse_port: bool = False,
     ) -> asyncio.Server:
-        """Accept connections on ``host:port``; ``scheme`` is what ``X-Forwarded-Proto`` says."""
+        """Accept connections on ``host:port``; ``scheme`` is what ``X-Forwarded-Proto`` says.
+
+        ``reuse_port`` lets several worker processes share the port (``SO_REUSEPORT``).
+        """
         loop = self.loop
         scheme_bytes = scheme.encode()
         server = await loop.create_server(
-            lambda: ClientConnection(self, scheme_bytes), host, port, ssl=ssl, backlog=4096
+            lambda: ClientConnection(self, scheme_bytes),
+            host,
+            port,
+            ssl=ssl,
+            backlog=4096,
+            reuse_port=reuse_port or None,
         )
         self._servers.append(server)
         if self._ticker is None:

@@ -32,6 +32,7 @@ from pyingress.routing.table import (
     RouteTable,
     TLSHost,
 )
+from pyingress.traffic.passes import TrafficPass
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,7 @@ class _Compiler:
             if self._in_scope(ingress) and owns_ingress(ingress, classes, self.options)
         ]
         ingresses.sort(key=_age)
+        traffic = TrafficPass(self.snapshot)
         for ingress in ingresses:
             ref = ref_of(ingress, "Ingress")
             try:
@@ -155,8 +157,10 @@ class _Compiler:
                 self.problems.append(Problem(ref, exc.reason, str(exc)))
                 continue
             self.problems.extend(parsed.problems)
+            parsed.routes = traffic.take(parsed.routes)
             self._apply(parsed)
         self._finish()
+        self.problems.extend(traffic.finish(self.table))
         return CompileResult(self.table, self.problems)
 
     def _in_scope(self, ingress: KubeObject) -> bool:

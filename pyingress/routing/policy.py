@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pyingress.auth.policy import AuthPolicy, parse_auth
 from pyingress.model import Problem, Snapshot
 from pyingress.model.snapshot import ObjectRef
 from pyingress.routing.annotations import Annotations
+from pyingress.traffic.policy import TrafficPolicy, parse_traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +34,17 @@ class PolicyContext:
 class RoutePolicy:
     """Everything about a route beyond host, path and backend; defaults mean plain proxying."""
 
+    traffic: TrafficPolicy | None = None
+    auth: AuthPolicy | None = None
+
 
 DEFAULT_POLICY = RoutePolicy()
 
 
 def parse_policy(annotations: Annotations, context: PolicyContext) -> RoutePolicy:
     """The policy an Ingress's annotations ask for; raises AnnotationError on a bad value."""
-    del annotations, context
-    return DEFAULT_POLICY
+    policy = RoutePolicy(
+        traffic=parse_traffic(annotations, context),
+        auth=parse_auth(annotations, context),
+    )
+    return DEFAULT_POLICY if policy == DEFAULT_POLICY else policy

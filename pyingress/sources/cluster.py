@@ -172,6 +172,7 @@ class ClusterSource:
         self.events = EventRecorder(
             api, self.store.get, interval=s.event_interval, active=lambda: elector.is_leader
         )
+        elector.subscribe(self.events.notify)
         if self._pending_problems is not None:
             self.events.observe(self._pending_problems)
         group.create_task(elector.run(), name="leader-election")

@@ -109,6 +109,8 @@ class KubeSource:
         self.watch_timeout = watch_timeout
         self.synced = asyncio.Event()
         self._listed: set[str] = set()
+        self._versions: dict[str, str] = {}
+        """Per kind, the resourceVersion to resume watching from; absent means list first."""
         self._ingresses_listed = asyncio.Event()
         self._extra_secrets = frozenset(extra_secrets)
         self._wanted_secrets: set[ObjectRef] = set(self._extra_secrets)
@@ -132,21 +134,21 @@ class KubeSource:
             # Which Secrets to keep is only known once the Ingresses are.
             await self._ingresses_listed.wait()
         backoff = Backoff()
-        version: str | None = None
+        self._versions.pop(info.kind, None)
         while True:
             try:
-                if version is None:
-                    version = await self._list(info)
+                if info.kind not in self._versions:
+                    self._versions[info.kind] = await self._list(info)
                     backoff.reset()
-                version = await self._watch(info, version)
+                await self._watch(info)
                 backoff.reset()
             except Expired:
                 log.info("%s watch expired; listing again", info.kind)
-                version = None
+                self._versions.pop(info.kind, None)
             except KubeError as exc:
                 if exc.status == 410:
                     log.info("%s watch expired (410); listing again", info.kind)
-                    version = None
+                    self._versions.pop(info.kind, None)
                     continue
                 delay = backoff.next_delay(exc.retry_after)
                 log.warning("%s: %s; retrying in %.1fs", info.kind, exc, delay)
@@ -173,24 +175,26 @@ class KubeSource:
                 self.synced.set()
         return version
 
-    async def _watch(self, info: KindInfo, version: str) -> str:
-        """Apply events until the server ends the watch; returns the last version seen."""
+    async def _watch(self, info: KindInfo) -> None:
+        """Apply events until the server ends the watch, remembering the last version seen
+        (even when the stream then breaks, so the next watch resumes right there)."""
         timeout = int(self.watch_timeout * random.uniform(1.0, 1.2))
         query = {
             "watch": "true",
             "allowWatchBookmarks": "true",
-            "resourceVersion": version,
+            "resourceVersion": self._versions[info.kind],
             "timeoutSeconds": str(timeout),
         }
         stream = self.api.watch(info.collection_path(self._scope(info)), query, timeout + 30)
         started, events = time.monotonic(), 0
         async for event in stream:
             events += 1
-            version = self._apply_event(info, event) or version
+            version = self._apply_event(info, event)
+            if version:
+                self._versions[info.kind] = version
         if not events and time.monotonic() - started < 1.0:
             # A server that ends every watch at once must not turn this loop into a spin.
             raise KubeError(0, "WatchClosed", "the watch ended immediately")
-        return version
 
     def _apply_event(self, info: KindInfo, event: JSON) -> str | None:
         kind = event.get("type")

@@ -99,16 +99,21 @@ class EventRecorder:
     def observe(self, problems: Iterable[Problem]) -> None:
         """Queue an Event write for every Ingress problem not written in the last interval."""
         now = time.monotonic()
+        pending: dict[Key, Problem] = {}
         for problem in problems:
             if problem.ref.kind not in API_VERSIONS:
                 continue
             key = (problem.ref, problem.reason, problem.message)
             recorded = self._recorded.get(key)
             if recorded is None or now - recorded.posted_at >= self.interval:
-                self._pending[key] = problem
-        if self._pending:
-            self._wake.set()
+                pending[key] = problem
+        self._pending = pending  # problems solved meanwhile are not reported late
+        self.notify()
         self._forget_older_than(now - 10 * self.interval)
+
+    def notify(self, *_: object) -> None:
+        """Look at the queue again (new problems, or this replica became the writer)."""
+        self._wake.set()
 
     def _forget_older_than(self, cutoff: float) -> None:
         for key in [k for k, rec in self._recorded.items() if rec.posted_at < cutoff]:
@@ -119,10 +124,7 @@ class EventRecorder:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
-                if not self.active():
-                    self._pending.clear()
-                    break
+            while self._pending and self.active():
                 wait = self.bucket.wait_time()
                 if wait > 0:
                     await asyncio.sleep(wait)

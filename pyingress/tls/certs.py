@@ -51,7 +51,7 @@ class CertificateBundle:
         if host.startswith("*."):
             return False
         dot = host.find(".")
-        return dot > 0 and f"*.{host[dot + 1:]}" in self.names
+        return dot > 0 and f"*.{host[dot + 1 :]}" in self.names
 
     def expired(self, now: datetime.datetime) -> bool:
         return now >= self.not_after
@@ -74,7 +74,9 @@ def load_bundle(chain_pem: bytes, key_pem: bytes, now: datetime.datetime) -> Cer
         raise CertificateError(f"tls.key is not a usable PEM private key: {reason}") from None
     if not isinstance(
         key,
-        rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+        rsa.RSAPrivateKey
+        | ec.EllipticCurvePrivateKey
+        | ed25519.Ed25519PrivateKey
         | ed448.Ed448PrivateKey,
     ):
         raise CertificateError("tls.key has an unsupported key type")

@@ -7,8 +7,16 @@ call it on the hot path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pyingress.model import Problem, Severity
+from pyingress.routing.paths import normalize_host
+
+if TYPE_CHECKING:
+    from pyingress.routing.annotations import Annotations
+    from pyingress.routing.policy import PolicyContext
 
 PREFIXES = ("pyingress.io/", "nginx.ingress.kubernetes.io/")
 """Annotation prefixes, strongest first: a native annotation wins over the nginx one."""
@@ -25,7 +33,9 @@ class TLSPolicy:
     """The TLS behaviour of one Ingress's routes, from its annotations.
 
     ``ssl_redirect`` applies to hosts under ``tls:``; ``force_ssl_redirect`` redirects even
-    hosts without ``tls:`` (TLS terminated in front, e.g. by Cloudflare).
+    hosts without ``tls:`` (TLS terminated in front, e.g. by Cloudflare). HSTS is only sent
+    for ``certificate_hosts``: pinning browsers to HTTPS for a name that is served with the
+    default certificate would lock its users out.
     """
 
     ssl_redirect: bool = True
@@ -35,10 +45,24 @@ class TLSPolicy:
     hsts_include_subdomains: bool = True
     hsts_preload: bool = False
     acme: bool = False
+    tls_hosts: frozenset[str] = frozenset()
+    """The Ingress's hosts under ``tls:`` (``*.example.com`` for wildcards)."""
+    certificate_hosts: frozenset[str] = frozenset()
+    """Those of ``tls_hosts`` with a certificate of their own (a ``secretName``)."""
 
     def redirects(self, host_has_tls: bool) -> bool:
         """Whether a plain-HTTP request to this route is sent to HTTPS."""
         return self.force_ssl_redirect or (host_has_tls and self.ssl_redirect)
+
+    def redirects_host(self, host: str) -> bool:
+        """:meth:`redirects` for a normalised request host."""
+        return self.force_ssl_redirect or (self.ssl_redirect and _listed(host, self.tls_hosts))
+
+    def hsts_for(self, host: str) -> bytes | None:
+        """The HSTS value for an HTTPS response to ``host``, or None."""
+        if not _listed(host, self.certificate_hosts):
+            return None
+        return self.hsts_value
 
     @property
     def hsts_value(self) -> bytes | None:
@@ -49,11 +73,15 @@ class TLSPolicy:
 DEFAULT_TLS_POLICY = TLSPolicy()
 
 
-def parse_tls_policy(annotations: Mapping[str, str] | None) -> tuple[TLSPolicy, list[str]]:
+def parse_tls_policy(
+    annotations: Mapping[str, str] | None,
+    tls: Iterable[Mapping[str, object]] = (),
+) -> tuple[TLSPolicy, list[str]]:
     """The policy for an Ingress's annotations and, for each bad value, a message.
 
     A bad value keeps the default for that field (the rest of the Ingress still applies); the
     caller turns the messages into :class:`~pyingress.model.Problem`\\ s on the Ingress.
+    ``tls`` is the Ingress's ``spec.tls`` list.
     """
     annotations = annotations or {}
     errors: list[str] = []
@@ -64,7 +92,7 @@ def parse_tls_policy(annotations: Mapping[str, str] | None) -> tuple[TLSPolicy, 
             return default
         parsed = _boolean(value)
         if parsed is None:
-            errors.append(f"annotation {key}: expected \"true\" or \"false\", got {value!r}")
+            errors.append(f'annotation {key}: expected "true" or "false", got {value!r}')
             return default
         return parsed
 
@@ -76,6 +104,14 @@ def parse_tls_policy(annotations: Mapping[str, str] | None) -> tuple[TLSPolicy, 
         else:
             errors.append(f"annotation {key}: expected a number of seconds, got {value!r}")
     acme = any(_boolean(annotations.get(name, "")) for name in ACME_ANNOTATIONS)
+    tls_hosts: set[str] = set()
+    certificate_hosts: set[str] = set()
+    for entry in tls:
+        listed = entry.get("hosts")
+        hosts = {normalize_host(str(h)) for h in listed} if isinstance(listed, list) else set()
+        tls_hosts |= hosts
+        if entry.get("secretName"):
+            certificate_hosts |= hosts
     policy = TLSPolicy(
         ssl_redirect=flag("ssl-redirect", True),
         force_ssl_redirect=flag("force-ssl-redirect", False),
@@ -84,8 +120,29 @@ def parse_tls_policy(annotations: Mapping[str, str] | None) -> tuple[TLSPolicy, 
         hsts_include_subdomains=flag("hsts-include-subdomains", True),
         hsts_preload=flag("hsts-preload", False),
         acme=acme,
+        tls_hosts=frozenset(tls_hosts),
+        certificate_hosts=frozenset(certificate_hosts),
     )
     return policy, errors
+
+
+def tls_policy(annotations: Annotations, context: PolicyContext) -> TLSPolicy | None:
+    """The compiler's entry point: the TLS part of a route policy for one Ingress.
+
+    None when the Ingress asks for nothing TLS-related, so its routes keep the fast path.
+
+    A bad TLS annotation does not skip the Ingress (its routes still serve, with the default
+    for that setting); it is reported as a warning on the Ingress.
+    """
+    del annotations  # read from the object: ``kubernetes.io/tls-acme`` has neither prefix
+    ref = context.ingress
+    ingress = context.snapshot.get(ref.kind, ref.namespace, ref.name) or {}
+    meta = ingress.get("metadata") or {}
+    values = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+    policy, errors = parse_tls_policy(values, (ingress.get("spec") or {}).get("tls") or [])
+    for message in errors:
+        context.problems.append(Problem(ref, "InvalidAnnotation", message, Severity.WARNING))
+    return None if policy == DEFAULT_TLS_POLICY else policy
 
 
 def hsts_header(policy: TLSPolicy) -> bytes | None:
@@ -137,6 +194,13 @@ def _host_name(host: bytes) -> bytes | None:
     if not name or not all(byte in _HOST_CHARS for byte in name):
         return None
     return name
+
+
+def _listed(host: str, hosts: frozenset[str]) -> bool:
+    if host in hosts:
+        return True
+    dot = host.find(".")
+    return dot > 0 and f"*.{host[dot + 1 :]}" in hosts
 
 
 def _lookup(annotations: Mapping[str, str], name: str) -> tuple[str | None, str]:

@@ -158,3 +158,25 @@ def _ip(text: str) -> IPAddress | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+def forwarded_values(
+    peer: bytes,
+    scheme: bytes,
+    headers: Iterable[tuple[bytes, bytes, bytes]],
+    trusted: TrustedProxies,
+) -> tuple[bytes, bytes, bytes]:
+    """``(X-Real-IP, X-Forwarded-For, X-Forwarded-Proto)`` for the upstream request.
+
+    Shaped for the proxy's hot path: ``headers`` are ``(lower-case name, name, value)``
+    triples, and they are not even looked at unless the peer is a trusted proxy.
+    """
+    if not trusted or peer.decode("latin-1") not in trusted:
+        return peer, peer, scheme
+    wanted = {b"x-forwarded-for", b"x-forwarded-proto", b"cf-connecting-ip"}
+    found: dict[bytes, bytes] = {}
+    for lname, _, value in headers:
+        if lname in wanted:
+            found[lname] = found[lname] + b", " + value if lname in found else value
+    info = client_info(peer.decode("latin-1"), scheme.decode("latin-1"), found, trusted)
+    return info.address.encode(), info.forwarded_for.encode(), info.proto.encode()

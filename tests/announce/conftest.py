@@ -17,3 +17,5 @@ def lab() -> Iterator[Lab]:
         yield network
     finally:
         network.close()
+
+from tests.support.apiserver_fixtures import api_client, fake_apiserver  # noqa: E402, F401

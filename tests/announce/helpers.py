@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import urllib.request
 from dataclasses import dataclass
@@ -62,9 +63,7 @@ def read_pcap(path: Path) -> list[Captured]:
         if offset + incl > len(data):
             break
         with_frac = sec + frac / (1e9 if nano else 1e6)
-        try:
+        with contextlib.suppress(frames.FrameError):
             out.append(Captured(with_frac, frames.parse(data[offset : offset + incl])))
-        except frames.FrameError:
-            pass
         offset += incl
     return out

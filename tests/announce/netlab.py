@@ -72,7 +72,7 @@ class Namespace:
 
     @staticmethod
     def announce_args(*args: str) -> list[str]:
-        """``python -m pyingress.announce`` is ``pyingress announce`` without the proxy's imports."""
+        """``python -m pyingress.announce``: ``pyingress announce`` without the proxy's imports."""
         return [sys.executable, "-m", "pyingress.announce", *args]
 
     def announce(self, *args: str) -> ManagedProcess:
@@ -91,7 +91,7 @@ class Namespace:
                 os.close(fd)
             try:
                 results.put((True, fn()))
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            except BaseException as exc:
                 results.put((False, exc))
 
         thread = threading.Thread(target=body, daemon=True)

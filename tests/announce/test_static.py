@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,7 +128,7 @@ def test_gratuitous_arp_bursts_use_both_forms(
     assert all(g.frame.tha == mac for g in replies), "Linux ignores replies unless THA == SHA"
     # Spacing only as a sanity check: bursts are spread out, not sent back to back.
     starts = [g.time for g in requests]
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(0.2 < gap < 5.0 for gap in gaps), gaps
 
 

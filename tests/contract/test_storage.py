@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from kubernetes_asyncio import client, watch
 
 from tests.contract.conftest import Target
@@ -188,7 +186,7 @@ async def test_delete_answers_a_success_status(api: client.ApiClient, ns: str) -
     await expect_api_error(net.read_namespaced_ingress("gone", ns), 404)
 
 
-def api_raw(api: client.ApiClient) -> "RawFromClient":
+def api_raw(api: client.ApiClient) -> RawFromClient:
     return RawFromClient(api)
 
 
@@ -204,11 +202,9 @@ class RawFromClient:
             base_url=config.host, headers={"Authorization": f"Bearer {token}"},
             verify=config.ssl_ca_cert or False, timeout=30)
 
-    async def __aenter__(self) -> "httpx.AsyncClient":  # noqa: F821
+    async def __aenter__(self) -> httpx.AsyncClient:  # noqa: F821
         return self._client
 
     async def __aexit__(self, *exc: object) -> None:
         await self._client.aclose()
 
-
-__all__ = ["asyncio"]

@@ -89,12 +89,13 @@ async def test_problems_are_kept_reported_once_and_cleared(
     seen: list[list[Problem]] = []
     reconciler.on_problems(seen.append)
     task = asyncio.create_task(reconciler.run())
-    broken = ingress("broken", [rule("b.example", path("/", "missing"))])
+    broken = ingress("broken", [rule("b.example", path("/", "missing"))], class_name=None)
     try:
         with caplog.at_level(logging.INFO, "pyingress.controller"):
             store.update([broken])
             await reconciler.wait_compiled(store.version)
-            store.update([ingress("unrelated", [rule("u.example", path("/", "missing2"))])])
+            other = ingress("other", [rule("u.example", path("/", "gone"))], class_name=None)
+            store.update([other])
             await reconciler.wait_compiled(store.version)
             store.update(deletes=[ref for ref in store.refs()])
             await reconciler.wait_compiled(store.version)
@@ -176,3 +177,46 @@ def test_log_lines_are_single_key_value_lines() -> None:
     assert lines[1].startswith("ts=") and "level=error" in lines[1] and "boom" in lines[1]
     with pytest.raises(ValueError, match="unknown log level"):
         setup_logging("loud")
+
+
+async def test_large_snapshots_compile_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import pyingress.controller as controller
+    from pyingress.routing.compiler import compile_routes
+
+    threads: list[int] = []
+
+    def recording(*args: object) -> object:
+        threads.append(threading.get_ident())
+        return compile_routes(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(controller, "EXECUTOR_THRESHOLD", 0)
+    monkeypatch.setattr(controller, "compile_routes", recording)
+    store, holder = ObjectStore(), TableHolder()
+    reconciler = Reconciler(store, holder, CompileOptions())
+    store.update(web_objects())
+    assert await reconciler.reconcile()
+    assert threads and threads[0] != threading.get_ident()
+    assert holder.table.match("web.example", "/") is not None
+
+
+async def test_failed_compile_keeps_the_previous_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyingress.controller as controller
+
+    store, holder = ObjectStore(), TableHolder()
+    registry = create_registry()
+    reconciler = Reconciler(store, holder, CompileOptions(), RouteTableMetrics(registry))
+    store.update(web_objects())
+    assert await reconciler.reconcile()
+    live = holder.table
+
+    def broken(*args: object) -> object:
+        raise RuntimeError("compiler bug")
+
+    monkeypatch.setattr(controller, "compile_routes", broken)
+    store.update(web_objects("other.example"))
+    assert not await reconciler.reconcile()
+    assert holder.table is live
+    errors = registry.get_sample_value("pyingress_route_table_reloads_total", {"result": "error"})
+    assert errors == 1

@@ -83,7 +83,7 @@ def test_hot_reload_under_load_fails_no_request(
     backends = {name: echo(name) for name in ("steady", "extra")}
     write_apps(tmp_path, backends)
     steady = host_ingress("steady", "steady.example", path("/", "steady"))
-    write_manifests(tmp_path / "steady.yaml", ingress_class(), steady)
+    write_manifests(tmp_path / "routes.yaml", ingress_class(), steady)
     churn = tmp_path / "churn.yaml"
     running = serve(tmp_path)
 

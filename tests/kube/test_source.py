@@ -118,7 +118,8 @@ async def test_survives_dropped_watches_and_compaction(
     fake_apiserver.seed(service("during-outage"))
     services = by_kind("v1", "Service")
     assert services is not None
-    fake_apiserver.call(fake_apiserver.app.registry.delete, services, "default", "after-abort", None)
+    registry = fake_apiserver.app.registry
+    fake_apiserver.call(registry.delete, services, "default", "after-abort", None)
     fake_apiserver.compact()
     assert store.get(ref("Service", "after-abort")) is not None  # the last state is kept
     fake_apiserver.outage("off")

@@ -79,7 +79,9 @@ def ca() -> LocalCA:
     return LocalCA()
 
 
-def tls_secret(name: str, chain: bytes, key: bytes, namespace: str = "default") -> dict[str, object]:
+def tls_secret(
+    name: str, chain: bytes, key: bytes, namespace: str = "default"
+) -> dict[str, object]:
     """A kubernetes.io/tls Secret as the API serves it (base64 ``data``)."""
     return {
         "apiVersion": "v1",
@@ -138,12 +140,14 @@ def client_context(ca_pem: bytes | None = None) -> ssl.SSLContext:
 def handshake(port: int, server_name: str | None, ca_pem: bytes | None = None) -> Handshake:
     """Connect, finish the handshake (with SNI unless ``server_name`` is None), report the cert."""
     context = client_context(ca_pem)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname=server_name) as tls:
-            der = tls.getpeercert(binary_form=True)
-            assert der is not None
-            names, cn = peer_names(der)
-            return Handshake(names, cn, tls.version() or "", tls.selected_alpn_protocol())
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        names, cn = peer_names(der)
+        return Handshake(names, cn, tls.version() or "", tls.selected_alpn_protocol())
 
 
 class TinyTLSServer:
@@ -192,9 +196,7 @@ class TinyTLSServer:
                     break
                 ssl_object = writer.get_extra_info("ssl_object")
                 body = (ssl_object.server_hostname or "-").encode() if ssl_object else b"-"
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-                )
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass

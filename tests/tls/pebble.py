@@ -91,17 +91,29 @@ class Pebble:
         self.dns = ManagedProcess(
             [
                 "pebble-challtestsrv",
-                "-dns01", f"127.0.0.1:{self.dns_port}",
-                "-http01", "", "-https01", "", "-tlsalpn01", "",
-                "-management", f"127.0.0.1:{free_port()}",
-                "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+                "-dns01",
+                f"127.0.0.1:{self.dns_port}",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                f"127.0.0.1:{free_port()}",
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
             ]
         )
         self.ca = ManagedProcess(
             [
                 "pebble",
-                "-config", str(folder / "pebble-config.json"),
-                "-dnsserver", f"127.0.0.1:{self.dns_port}",
+                "-config",
+                str(folder / "pebble-config.json"),
+                "-dnsserver",
+                f"127.0.0.1:{self.dns_port}",
             ],
             env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_VA_ALWAYS_VALID": "0", "PEBBLE_AUTHZREUSE": "0"},
         )

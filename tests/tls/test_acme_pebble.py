@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 
 from pyingress.model import ObjectRef, Snapshot
+from pyingress.proxy import ProxyServer
+from pyingress.routing.table import TableHolder
 from pyingress.tls.acme.client import AcmeClient, http_client
 from pyingress.tls.acme.manager import AcmeManager, load_account_key
-from pyingress.tls.acme.responder import ChallengeResponder
+from pyingress.tls.acme.responder import CHALLENGE_PREFIX, ChallengeResponder
 from pyingress.tls.acme.sink import ACCOUNT_KEY_FILE, FolderSink
 from pyingress.tls.certstore import CertificateStore
 from tests.support.net import free_port, wait_until_async
@@ -56,26 +57,16 @@ class Gate:
 
 @pytest.fixture
 async def port80(pebble: pebble_support.Pebble) -> AsyncIterator[Gate]:
-    """Serves the challenge responder where Pebble's validator looks for it."""
+    """The proxy's plain-HTTP listener where Pebble's validator looks, with the responder
+    mounted the way ``serve`` mounts it."""
     gate = Gate(ChallengeResponder())
-    config = uvicorn.Config(
-        gate, host="127.0.0.1", port=pebble.http_port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    proxy = ProxyServer(TableHolder())
+    proxy.mount(CHALLENGE_PREFIX, gate)
+    await proxy.listen("127.0.0.1", pebble.http_port)
     try:
-        await wait_until_async(_started(server), what="challenge server")
         yield gate
     finally:
-        server.should_exit = True
-        await task
-
-
-def _started(server: uvicorn.Server) -> Any:
-    async def check() -> bool:
-        return bool(server.started)
-
-    return check
+        await proxy.close(grace=1.0)
 
 
 def ingress(host: str, secret: str) -> dict[str, Any]:
@@ -114,7 +105,12 @@ async def acme(
     )
     clock = Clock()
     manager = AcmeManager(
-        client, sink, port80.responder, clock=clock, retry_base=0.2, check_interval=0.2,
+        client,
+        sink,
+        port80.responder,
+        clock=clock,
+        retry_base=0.2,
+        check_interval=0.2,
         jitter=lambda: 0.5,
     )
     task = asyncio.create_task(manager.run())
@@ -128,7 +124,9 @@ async def acme(
 
 
 def _secret(sink: FolderSink, name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(sink.path_for(ObjectRef("Secret", "default", name)).read_text())
+    loaded: dict[str, Any] = yaml.safe_load(
+        sink.path_for(ObjectRef("Secret", "default", name)).read_text()
+    )
     return loaded
 
 

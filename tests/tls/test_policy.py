@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from pyingress.model import ObjectRef, Snapshot
+from pyingress.policy.filters import FilterChains, RequestView
+from pyingress.routing.annotations import Annotations
+from pyingress.routing.policy import PolicyContext
+from pyingress.routing.table import Backend, PathType, Route
+from pyingress.tls.filter import TLSFilterFactory
 from pyingress.tls.policy import (
     DEFAULT_TLS_POLICY,
     TLSPolicy,
     hsts_header,
     parse_tls_policy,
     redirect_location,
+    tls_policy,
 )
 
 
@@ -100,3 +107,86 @@ def test_redirect_location_keeps_path_and_query(
 )
 def test_redirect_location_refuses_unsafe_input(host: bytes, target: bytes) -> None:
     assert redirect_location(host, target) is None
+
+
+# --- the policy as the compiler builds it, and the filter that applies it ------------------
+
+
+def _ingress(annotations: dict[str, str], tls: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": "default", "annotations": annotations},
+        "spec": {"tls": tls},
+    }
+
+
+def _policy_for(
+    annotations: dict[str, str], tls: list[dict[str, object]]
+) -> tuple[TLSPolicy, list]:
+    obj = _ingress(annotations, tls)
+    problems: list = []
+    context = PolicyContext(ObjectRef("Ingress", "default", "web"), Snapshot.of([obj]), problems)
+    return tls_policy(Annotations(annotations), context) or DEFAULT_TLS_POLICY, problems
+
+
+class _Policy:
+    """Stands in for RoutePolicy until it has its ``tls`` field."""
+
+    def __init__(self, tls: TLSPolicy) -> None:
+        self.tls = tls
+
+
+def _view(scheme: str, host: str, target: str) -> RequestView:
+    route = Route(ObjectRef("Ingress", "default", "web"), host, "/", PathType.PREFIX,
+                  Backend("default/app:80", ()))  # fmt: skip
+    path, _, query = target.partition("?")
+    return RequestView("GET", target, path, query, host, scheme, "127.0.0.1", [], route)
+
+
+def test_policy_from_the_ingress_object() -> None:
+    policy, problems = _policy_for(
+        {"kubernetes.io/tls-acme": "true", "pyingress.io/hsts-preload": "maybe"},
+        [{"hosts": ["App.Example.com"], "secretName": "app-tls"}, {"hosts": ["*.example.org"]}],
+    )
+    assert policy.acme
+    assert policy.tls_hosts == {"app.example.com", "*.example.org"}
+    assert policy.certificate_hosts == {"app.example.com"}
+    assert [(p.reason, p.severity.value) for p in problems] == [("InvalidAnnotation", "warning")]
+
+
+async def test_filter_redirects_http_and_adds_hsts_on_https() -> None:
+    policy, _ = _policy_for({}, [{"hosts": ["app.example.com"], "secretName": "app-tls"},
+                                 {"hosts": ["*.example.org"]}])  # fmt: skip
+    chains = FilterChains([(10, TLSFilterFactory(https_port=8443))])
+    chain = chains.chain_for(_Policy(policy))  # type: ignore[arg-type]
+
+    reply = await chain.on_request(_view("http", "app.example.com", "/a?b=c"))
+    assert reply is not None and reply.status == 308
+    assert reply.headers == [(b"location", b"https://app.example.com:8443/a?b=c")]
+
+    wildcard = await chain.on_request(_view("http", "x.example.org", "/"))
+    assert wildcard is not None and wildcard.status == 308
+    assert await chain.on_request(_view("http", "other.test", "/")) is None
+
+    https = _view("https", "app.example.com", "/")
+    assert await chain.on_request(https) is None
+    headers: list[tuple[bytes, bytes]] = []
+    chain.on_response(https, 200, headers)
+    assert headers == [(b"strict-transport-security", b"max-age=31536000; includeSubDomains")]
+    # A host served with the default certificate is never pinned.
+    default_cert: list[tuple[bytes, bytes]] = []
+    chain.on_response(_view("https", "x.example.org", "/"), 200, default_cert)
+    assert default_cert == []
+
+
+async def test_no_filter_without_tls_and_force_redirect_without_tls() -> None:
+    chains = FilterChains([(10, TLSFilterFactory())])
+    plain, _ = _policy_for({}, [])
+    assert plain is DEFAULT_TLS_POLICY  # nothing asked: the route keeps the fast path
+    assert chains.chain_for(_Policy(plain)).filters == ()  # type: ignore[arg-type]
+    forced, _ = _policy_for({"nginx.ingress.kubernetes.io/force-ssl-redirect": "true"}, [])
+    chain = chains.chain_for(_Policy(forced))  # type: ignore[arg-type]
+    reply = await chain.on_request(_view("http", "app.example.com", "/x"))
+    assert reply is not None and reply.headers == [(b"location", b"https://app.example.com/x")]
+    off, _ = _policy_for({"pyingress.io/ssl-redirect": "false"}, [{"hosts": ["a.test"]}])
+    assert await chains.chain_for(_Policy(off)).on_request(_view("http", "a.test", "/")) is None  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from pyingress.tls.trust import (
     TrustedProxies,
     client_address,
     client_info,
+    forwarded_values,
 )
 
 TRUSTED = TrustedProxies.parse("10.0.0.0/8, 192.168.1.1")
@@ -74,3 +75,21 @@ def test_cloudflare_preset_is_well_formed() -> None:
     networks = [ipaddress.ip_network(cidr) for cidr in CLOUDFLARE_RANGES]
     assert sum(net.version == 4 for net in networks) == 15
     assert sum(net.version == 6 for net in networks) == 7
+
+
+def test_forwarded_values_for_the_proxy_hot_path() -> None:
+    headers = [
+        (b"x-forwarded-for", b"X-Forwarded-For", b"6.6.6.6"),
+        (b"x-forwarded-for", b"X-Forwarded-For", b"1.2.3.4"),
+        (b"x-forwarded-proto", b"X-Forwarded-Proto", b"https"),
+    ]
+    assert forwarded_values(b"10.0.0.2", b"http", headers, TRUSTED) == (
+        b"1.2.3.4",
+        b"6.6.6.6, 1.2.3.4, 10.0.0.2",
+        b"https",
+    )
+    assert forwarded_values(b"8.8.8.8", b"http", headers, TRUSTED) == (
+        b"8.8.8.8",
+        b"8.8.8.8",
+        b"http",
+    )

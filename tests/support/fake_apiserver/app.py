@@ -237,7 +237,7 @@ def _hook(fn: Callable[[Hooks, JSON, Request], Any]) -> HookHandler:
 
 _HOOKS: dict[tuple[str, str], HookHandler] = {
     ("POST", "seed"): _hook(lambda h, b, r: {"items": h.seed(
-        b["items"] if "items" in b else [b])}),
+        b.get("items", [b]))}),
     ("POST", "compact"): _hook(lambda h, b, r: {"resourceVersion": str(h.compact())}),
     ("POST", "bookmark"): _hook(lambda h, b, r: {"watches": h.bookmark()}),
     ("POST", "drop-watches"): _hook(lambda h, b, r: {"watches": h.drop_watches(

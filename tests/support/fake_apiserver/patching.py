@@ -29,7 +29,7 @@ def apply_patch(content_type: str, original: dict[str, Any], patch: Any) -> dict
     if media == JSON_PATCH:
         return json_patch(original, patch)
     if media == MERGE_PATCH:
-        return merge_patch(original, _require_object(patch))
+        return dict(merge_patch(original, _require_object(patch)))
     if media == STRATEGIC_MERGE_PATCH:
         return strategic_merge_patch(original, _require_object(patch))
     raise unsupported_media_type(content_type)

@@ -58,7 +58,7 @@ class Registry:
         return obj
 
     def list(self, resource: Resource, namespace: str | None, match: Predicate) -> JSON:
-        items = [o for o in self.store.list(resource.key, namespace) if match(o)]
+        items = [o for o in self.store.list_objects(resource.key, namespace) if match(o)]
         return {
             "kind": f"{resource.kind}List",
             "apiVersion": resource.api_version,
@@ -198,7 +198,7 @@ class Registry:
         self, resource: Resource, namespace: str | None, match: Predicate, options: Any
     ) -> JSON:
         deleted = []
-        for obj in self.store.list(resource.key, namespace):
+        for obj in self.store.list_objects(resource.key, namespace):
             if match(obj):
                 meta = obj["metadata"]
                 result = self.delete(resource, meta.get("namespace", ""), meta["name"], options)

@@ -16,7 +16,9 @@ Predicate = Callable[[dict[str, Any]], bool]
 
 def _split_top_level(text: str) -> list[str]:
     """Split on commas that are not inside ``( )``."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "(":
             depth += 1

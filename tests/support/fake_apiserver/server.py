@@ -98,7 +98,7 @@ class FakeApiServer:
         def run() -> None:
             try:
                 future.set_result(fn(*args, **kwargs))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            except BaseException as exc:
                 future.set_exception(exc)
 
         self._loop.call_soon_threadsafe(run)
@@ -180,7 +180,7 @@ class FakeApiServer:
         resource = by_kind(api_version, kind)
         if resource is None:
             raise ValueError(f"unknown {api_version}/{kind}")
-        return self.call(self.app.store.list, resource.key, namespace)
+        return self.call(self.app.store.list_objects, resource.key, namespace)
 
 
 logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)

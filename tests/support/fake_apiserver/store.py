@@ -64,7 +64,7 @@ class Store:
         found = self._objects.get(resource, {}).get((namespace, name))
         return copy.deepcopy(found) if found is not None else None
 
-    def list(self, resource: str, namespace: str | None = None) -> list[JSON]:
+    def list_objects(self, resource: str, namespace: str | None = None) -> list[JSON]:
         """All objects of a resource in etcd key order (namespace, then name)."""
         bucket = self._objects.get(resource, {})
         keys = sorted(k for k in bucket if namespace is None or k[0] == namespace)

@@ -101,7 +101,7 @@ class Watch:
         resource = self.request.resource
         initial: list[JSON] = []
         if start is None:
-            initial = [o for o in self.store.list(resource.key, self.request.namespace)
+            initial = [o for o in self.store.list_objects(resource.key, self.request.namespace)
                        if self.request.match(o)]
             start = self.store.rv
         subscriber, backlog = self.store.subscribe(resource.key, start)
@@ -162,7 +162,7 @@ def parse_rv(value: str | None) -> int | None:
     if value in (None, "", "0"):
         return None
     try:
-        rv = int(value)  # type: ignore[arg-type]
+        rv = int(str(value))
     except ValueError:
         raise bad_request(f"invalid resource version: {value!r}") from None
     if rv < 0:

@@ -1,0 +1,1 @@
+"""Compatibility with ingress-nginx: the annotation catalogue and the migration report."""

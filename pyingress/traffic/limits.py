@@ -1,0 +1,158 @@
+"""``limit-rps``, ``limit-rpm`` and ``limit-connections``: per client IP, per replica.
+
+Token buckets, as ingress-nginx's ``limit_req ... burst=N nodelay``: a client may send
+``limit x limit-burst-multiplier`` requests at once, then ``limit`` per second (or minute).
+Over the limit the proxy answers ``limit-req-status-code`` (503) with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from collections.abc import Callable
+
+from pyingress.policy.filters import Headers, Reply, RequestView
+from pyingress.traffic.policy import LimitPolicy
+
+MAX_CLIENTS = 100_000
+"""Buckets kept per limiter before idle ones are swept, so memory stays bounded."""
+STALE_CONNECTION = 600.0
+"""A request slot not released within this many seconds is assumed lost (never counted forever)."""
+_SLOT_KEY = "traffic.limit_slot"
+
+
+class TokenBucket:
+    """Tokens refill at ``rate`` per second up to ``capacity``; one request takes one token."""
+
+    __slots__ = ("capacity", "rate", "tokens", "updated")
+
+    def __init__(self, capacity: float, rate: float, now: float) -> None:
+        self.capacity = capacity
+        self.rate = rate
+        self.tokens = capacity
+        self.updated = now
+
+    def take(self, now: float) -> float:
+        """0.0 when a token was taken, else the seconds until one is available."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+    def full(self, now: float) -> bool:
+        return self.tokens + (now - self.updated) * self.rate >= self.capacity
+
+
+class RateLimiter:
+    """Buckets by client key for one rate; idle (full) buckets are swept when there are many."""
+
+    def __init__(self, per_second: float, burst: float, clock: Callable[[], float]) -> None:
+        self.per_second = per_second
+        self.burst = max(burst, 1.0)
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def wait_time(self, client: str) -> float:
+        """0.0 if the request may go now, else how long the client should wait."""
+        now = self._clock()
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            if len(self._buckets) >= MAX_CLIENTS:
+                self._sweep(now)
+            bucket = self._buckets[client] = TokenBucket(self.burst, self.per_second, now)
+        return bucket.take(now)
+
+    def _sweep(self, now: float) -> None:
+        for key in [key for key, bucket in self._buckets.items() if bucket.full(now)]:
+            del self._buckets[key]
+        if len(self._buckets) >= MAX_CLIENTS:
+            self._buckets.clear()
+
+
+class ConnectionLimiter:
+    """Requests in flight per client; a slot is released when the response starts."""
+
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._slots: dict[str, list[float]] = {}
+
+    def acquire(self, client: str) -> bool:
+        now = self._clock()
+        slots = self._slots.setdefault(client, [])
+        if slots and slots[0] < now - STALE_CONNECTION:
+            slots[:] = [started for started in slots if started >= now - STALE_CONNECTION]
+        if len(slots) >= self.limit:
+            return False
+        slots.append(now)
+        return True
+
+    def release(self, client: str) -> None:
+        slots = self._slots.get(client)
+        if slots:
+            slots.pop(0)
+            if not slots:
+                del self._slots[client]
+
+    def in_flight(self, client: str) -> int:
+        return len(self._slots.get(client, ()))
+
+
+class LimitFilter:
+    """The run-time side of :class:`LimitPolicy` (filter order 30)."""
+
+    def __init__(self, policy: LimitPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self._limiters = [
+            RateLimiter(rate, rate * policy.burst_multiplier, clock)
+            for rate in (policy.rps, policy.rpm / 60.0)
+            if rate
+        ]
+        self._connections = (
+            ConnectionLimiter(policy.connections, clock) if policy.connections else None
+        )
+        self._exempt: dict[str, bool] = {}
+
+    async def on_request(self, request: RequestView) -> Reply | None:
+        client = request.client
+        if self.policy.allowlist and self._is_exempt(client):
+            return None
+        wait = max((limiter.wait_time(client) for limiter in self._limiters), default=0.0)
+        if wait > 0.0:
+            return self._reply(wait)
+        if self._connections is not None:
+            if not self._connections.acquire(client):
+                return self._reply(1.0)
+            request.state[_SLOT_KEY] = client
+        return None
+
+    def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
+        client = request.state.pop(_SLOT_KEY, None)
+        if client is not None and self._connections is not None:
+            self._connections.release(client)
+
+    def _is_exempt(self, client: str) -> bool:
+        exempt = self._exempt.get(client)
+        if exempt is None:
+            try:
+                address = ipaddress.ip_address(client)
+            except ValueError:
+                exempt = False
+            else:
+                exempt = any(address in network for network in self.policy.allowlist)
+            if len(self._exempt) >= MAX_CLIENTS:
+                self._exempt.clear()
+            self._exempt[client] = exempt
+        return exempt
+
+    def _reply(self, wait: float) -> Reply:
+        seconds = str(max(1, math.ceil(wait))).encode()
+        body = b"<html><body><h1>Too many requests</h1><p>Retry later.</p></body></html>\n"
+        return Reply(
+            self.policy.status,
+            [(b"Retry-After", seconds), (b"Content-Type", b"text/html; charset=utf-8")],
+            body,
+        )

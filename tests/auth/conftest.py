@@ -1,0 +1,95 @@
+"""Fixtures for the auth tests: echo backends, the filter harness, manifests with auth."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.manifests import (
+    Obj,
+    endpoint_slice,
+    ingress,
+    ingress_class,
+    path,
+    rule,
+    service,
+    write_manifests,
+)
+from tests.support.net import free_port, wait_until
+from tests.support.processes import ManagedProcess, pyingress
+
+
+@dataclass
+class Running:
+    process: ManagedProcess
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, host: str, target: str = "/", **kwargs: object) -> httpx.Response:
+        headers = {"Host": host, **dict(kwargs.pop("headers", {}) or {})}  # type: ignore[call-overload]
+        return httpx.get(self.url + target, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    """One ``pyingress echo`` backend (JSON echo of the request it received)."""
+    port = free_port()
+    process = pyingress("echo", "--port", str(port), "--name", "protected")
+    try:
+        process.wait_for_port(port)
+        yield port
+    finally:
+        process.stop()
+
+
+def app_objects(echo_port: int, host: str, annotations: dict[str, str], name: str = "app") -> list[Obj]:
+    """An Ingress for ``host`` with ``annotations`` in front of the echo backend."""
+    return [
+        ingress(name, [rule(host, path("/", f"{name}-svc"))], annotations=annotations),
+        service(f"{name}-svc"),
+        endpoint_slice(f"{name}-svc", ["127.0.0.1"], echo_port),
+    ]
+
+
+def secret(name: str, data: dict[str, bytes], namespace: str = "default") -> Obj:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {key: base64.b64encode(value).decode() for key, value in data.items()}}
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    """Start the auth filter harness on a manifests folder; stopped after the test."""
+    started: list[ManagedProcess] = []
+
+    def start(objects: list[Obj], *flags: str) -> Running:
+        folder = tmp_path / f"manifests-{len(started)}"
+        folder.mkdir()
+        write_manifests(folder / "objects.yaml", ingress_class(), *objects)
+        port = free_port()
+        process = ManagedProcess([sys.executable, "-m", "tests.auth.harness", "--manifests",
+                                  str(folder), "--port", str(port), *flags],
+                                 cwd=str(Path(__file__).resolve().parents[2]))
+        started.append(process)
+        process.wait_for_port(port)
+        return Running(process, port)
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def basic_header(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+__all__ = ["Running", "app_objects", "basic_header", "secret", "wait_until"]
