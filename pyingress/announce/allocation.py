@@ -173,9 +173,7 @@ def allocate(services: Iterable[ServiceView], pool: Pool) -> Allocation:
             message = f"requested address {outside[0]} is not in the announcer's pool"
             result.problems.append(Problem(svc.ref, "LoadBalancerIPNotInPool", message))
             continue
-        held = next(
-            (b for ip in svc.requested if (b := book.blocker(ip, svc)) is not None), None
-        )
+        held = next((b for ip in svc.requested if (b := book.blocker(ip, svc)) is not None), None)
         if held is not None:
             message = (
                 f"requested address is in use by {held.ref.namespaced_name} "

@@ -68,9 +68,7 @@ def parse(data: bytes) -> ArpFrame:
         raise FrameError("not Ethernet/IPv4 ARP")
     if op not in (OP_REQUEST, OP_REPLY):
         raise FrameError(f"unknown ARP operation {op}")
-    return ArpFrame(
-        dst, src, op, sha, ipaddress.IPv4Address(spa), tha, ipaddress.IPv4Address(tpa)
-    )
+    return ArpFrame(dst, src, op, sha, ipaddress.IPv4Address(spa), tha, ipaddress.IPv4Address(tpa))
 
 
 def reply_to(request: ArpFrame, mac: bytes) -> ArpFrame:

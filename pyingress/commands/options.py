@@ -8,7 +8,7 @@ from typing import Protocol
 from pyingress.cli import StartupError
 from pyingress.model import Problem
 from pyingress.routing.compiler import CompileOptions, CompileResult, compile_routes
-from pyingress.sources.cluster import ClusterSettings, ClusterSource
+from pyingress.sources.cluster import ClusterSettings, ClusterSource, load_cluster
 from pyingress.sources.files import FileProblem, ManifestError, ManifestSource, load_folder
 from pyingress.sources.store import ObjectStore
 
@@ -94,6 +94,12 @@ def open_source(args: argparse.Namespace, store: ObjectStore) -> ManifestSource 
 
 def load_once(args: argparse.Namespace) -> tuple[CompileResult, list[FileProblem]]:
     """Read the source once and compile it: what ``check`` and ``routes`` report on."""
+    if args.kubeconfig or args.in_cluster:
+        try:
+            store = load_cluster(args, compile_options(args))
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        return compile_routes(store.snapshot(), compile_options(args)), []
     try:
         store, file_problems = load_folder(_require_manifests(args))
     except ManifestError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from pyingress.commands.options import (
 )
 from pyingress.observability.logs import LEVELS, setup_logging
 from pyingress.sources.cluster import add_cluster_arguments
+from pyingress.tls.service import add_arguments as add_tls_arguments
 
 log = logging.getLogger("pyingress.serve")
 
@@ -72,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
     add_class_arguments(parser)
     add_cluster_arguments(parser)
+    add_tls_arguments(parser)
     add = parser.add_argument
     add("--bind", default="0.0.0.0", metavar="ADDRESS",
         help="address the HTTP, HTTPS and health ports listen on (default: %(default)s)")
@@ -120,6 +121,7 @@ class Controller:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._closers: list[Any] = []
+        self._closers_async: list[Any] = []
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
@@ -141,7 +143,7 @@ class Controller:
         from pyingress.sources.store import ObjectStore
 
         args = self.args
-        store = ObjectStore()
+        self.store = store = ObjectStore()
         source = open_source(args, store)
         self.readiness = Readiness("source", "routes", "listeners")
         self.registry = create_registry()
@@ -195,15 +197,12 @@ class Controller:
         from pyingress.proxy.metrics import ProxyMetrics
         from pyingress.proxy.server import ProxyConfig, ProxyServer
 
-        self.proxy = ProxyServer(self.holder, ProxyConfig(), ProxyMetrics(self.registry))
-        listen: Any = self.proxy.listen
-        extra: dict[str, bool] = {}
-        if self.shared_ports:
-            if "reuse_port" not in inspect.signature(listen).parameters:
-                raise StartupError("--workers above 1 needs ProxyServer.listen(reuse_port=...)")
-            extra["reuse_port"] = True
+        config = ProxyConfig(trusted_proxies=self.args.trusted_proxies)
+        self.proxy = ProxyServer(self.holder, config, ProxyMetrics(self.registry))
         try:
-            await listen(self.args.bind, self.args.http_port, **extra)
+            await self.proxy.listen(
+                self.args.bind, self.args.http_port, reuse_port=self.shared_ports
+            )
         except OSError as exc:
             raise StartupError(
                 f"--http-port: cannot listen on {self.args.bind}:{self.args.http_port}: "
@@ -211,13 +210,14 @@ class Controller:
             ) from None
 
     async def start_https_listener(self) -> None:
-        """Where the HTTPS listener on ``--https-port`` is started (TLS wiring comes later).
+        """Listen on ``--https-port`` with SNI certificates that follow the Secrets (and ACME)."""
+        from pyingress.tls.service import TLSService
 
-        It will build the SNI certificate store from the Secrets in the store, listen with
-        ``self.proxy.listen(bind, https_port, ssl=context, scheme="https")`` and update the
-        certificates after each compile.
-        """
-        log.info("https listener not enabled yet port=%d", self.args.https_port)
+        self.tls = TLSService(self.args)
+        self._closers_async.append(self.tls.close)
+        await self.tls.start(
+            self.proxy, self.store, self.holder, self.reconciler, reuse_port=self.shared_ports
+        )
 
     async def _close(self) -> None:
         readiness = getattr(self, "readiness", None)
@@ -228,6 +228,9 @@ class Controller:
             await proxy.close(self.args.shutdown_grace)
         for close in self._closers:
             close()
+        for close_async in self._closers_async:
+            with contextlib.suppress(Exception):
+                await close_async()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

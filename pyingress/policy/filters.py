@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pyingress.model import ObjectRef
 from pyingress.routing.policy import DEFAULT_POLICY, RoutePolicy
 from pyingress.routing.table import Route
 
@@ -116,29 +117,33 @@ EMPTY_CHAIN = FilterChain(())
 
 
 class FilterChains:
-    """Filter chains by policy, reused across tables while a policy stays equal.
+    """Filter chains by Ingress and policy, reused across tables while both stay equal.
 
     Keeping the same filter objects for an unchanged policy keeps their state (rate-limit
-    buckets, caches) across route-table reloads.
+    buckets, caches) across route-table reloads; keying by Ingress as well keeps two Ingresses
+    with identical annotations from sharing that state.
     """
 
     def __init__(self, factories: list[tuple[int, FilterFactory]] | None = None) -> None:
         self._factories = factories if factories is not None else _FACTORIES
-        self._chains: dict[RoutePolicy, FilterChain] = {}
+        self._chains: dict[tuple[ObjectRef | None, RoutePolicy], FilterChain] = {}
 
-    def chain_for(self, policy: RoutePolicy) -> FilterChain:
+    def chain_for(self, policy: RoutePolicy, ingress: ObjectRef | None = None) -> FilterChain:
+        """The chain for ``policy`` as used by ``ingress`` (the proxy always names it)."""
         if policy is DEFAULT_POLICY:
             return EMPTY_CHAIN
-        chain = self._chains.get(policy)
+        key = (ingress, policy)
+        chain = self._chains.get(key)
         if chain is None:
             filters = tuple(
                 made for _, factory in self._factories if (made := factory(policy)) is not None
             )
-            chain = self._chains[policy] = FilterChain(filters) if filters else EMPTY_CHAIN
+            chain = self._chains[key] = FilterChain(filters) if filters else EMPTY_CHAIN
         return chain
 
-    def retain(self, policies: set[RoutePolicy]) -> None:
-        """Forget chains of policies no longer in use (call after a table swap)."""
-        for policy in list(self._chains):
-            if policy not in policies:
-                del self._chains[policy]
+    def retain(self, routes: Iterable[Route]) -> None:
+        """Forget the chains no route uses any more (call after a table swap)."""
+        keep = {(route.ingress, route.policy) for route in routes}
+        for key in list(self._chains):
+            if key not in keep:
+                del self._chains[key]

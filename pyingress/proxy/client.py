@@ -18,6 +18,7 @@ from pyingress.proxy import errors
 from pyingress.proxy.exchange import Exchange, RequestHead, StaticExchange
 from pyingress.proxy.upstream import UpstreamConnection, tune
 from pyingress.routing.paths import normalize_path
+from pyingress.tls.trust import forwarded_values
 
 if TYPE_CHECKING:
     from pyingress.proxy.server import ProxyServer
@@ -223,6 +224,11 @@ class ClientConnection(asyncio.Protocol):
                 request.expect_continue = value.lower() == b"100-continue"
         if hosts > 1 or (hosts == 0 and request.http11):
             return None
+        trusted = self.server.config.trusted_proxies
+        request.client, request.forwarded_for, request.proto = forwarded_values(
+            self.peer_ip, self.scheme, self._headers, trusted
+        )
+        request.trusted_peer = bool(trusted) and self.peer_ip.decode("latin-1") in trusted
         request.host = request.host_header.decode("latin-1")
         return request
 

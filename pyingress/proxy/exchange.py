@@ -18,7 +18,6 @@ from pyingress.proxy.headers import (
     REQUEST_DROPPED,
     RESPONSE_DROPPED,
     connection_tokens,
-    forwarded_for,
     new_request_id,
 )
 from pyingress.proxy.upstream import UpstreamConnection
@@ -39,8 +38,10 @@ class RequestHead:
 
     __slots__ = (
         "chunked",
+        "client",
         "connection",
         "expect_continue",
+        "forwarded_for",
         "has_body",
         "head_only",
         "headers",
@@ -50,9 +51,11 @@ class RequestHead:
         "keep_alive",
         "method",
         "path",
+        "proto",
         "request_id",
         "started",
         "target",
+        "trusted_peer",
         "upgrade",
     )
 
@@ -84,6 +87,11 @@ class RequestHead:
         self.expect_continue = False
         self.request_id: bytes | None = None
         self.connection: bytes | None = None
+        self.client = b""
+        """The client address (``X-Real-IP``): the peer, or what a trusted proxy says."""
+        self.forwarded_for = b""
+        self.proto = b""
+        self.trusted_peer = False
 
 
 class Exchange:
@@ -469,13 +477,12 @@ def upstream_request_head(
     """The request line and headers sent upstream: hop-by-hop headers out, forwarding headers in."""
     parts = [request.method, b" ", request.target, b" HTTP/1.1\r\n"]
     named = connection_tokens(request.connection) if request.connection else None
-    xff: bytes | None = None
     for lname, name, value in request.headers:
         if lname in REQUEST_DROPPED:
-            if lname == b"x-forwarded-for":
-                xff = value
             continue
         if named is not None and lname in named:
+            continue
+        if lname == b"cf-connecting-ip" and not request.trusted_peer:
             continue
         if lname == b"content-length" and request.chunked:
             continue
@@ -490,17 +497,16 @@ def upstream_request_head(
     if request.chunked:
         parts.append(b"transfer-encoding: chunked\r\n")
     request_id = request.request_id or new_request_id()
-    peer = conn.peer_ip
     parts.append(
         b"x-request-id: %s\r\nx-real-ip: %s\r\nx-forwarded-for: %s\r\nx-forwarded-host: %s\r\n"
         b"x-forwarded-port: %s\r\nx-forwarded-proto: %s\r\n\r\n"
         % (
             request_id,
-            peer,
-            forwarded_for(peer, xff),
+            request.client,
+            request.forwarded_for,
             request.host_header,
             conn.local_port,
-            conn.scheme,
+            request.proto,
         )
     )
     return b"".join(parts)

@@ -3,7 +3,7 @@
 A proxy must not forward hop-by-hop headers (RFC 9110 section 7.6.1): they describe one
 connection, not the message. ``Proxy`` is dropped as well so a backend cannot be tricked into
 using a client-chosen HTTP proxy (httpoxy). The client-supplied ``X-Forwarded-*`` values are
-replaced, never trusted, unless :func:`forwarded_for` learns otherwise.
+replaced unless the peer is a trusted proxy (:func:`pyingress.tls.trust.forwarded_values`).
 """
 
 from __future__ import annotations
@@ -48,15 +48,6 @@ RESPONSE_DROPPED = HOP_BY_HOP | {b"server", b"date"}
 def connection_tokens(value: bytes) -> set[bytes]:
     """The header names listed in a ``Connection`` header, lower-cased."""
     return {token.strip().lower() for token in value.split(b",") if token.strip()}
-
-
-def forwarded_for(peer_ip: bytes, incoming: bytes | None) -> bytes:
-    """The ``X-Forwarded-For`` value sent upstream.
-
-    Incoming values are replaced by the client address: the proxy does not trust any hop in
-    front of it yet. A trusted-proxy setting belongs here and nowhere else.
-    """
-    return peer_ip
 
 
 def new_request_id() -> bytes:

@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl as ssl_module
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from pyingress.policy.filters import FilterChains
 from pyingress.proxy import errors
 from pyingress.proxy.asgi import ASGIApp, AsgiExchange
 from pyingress.proxy.balancer import RoundRobin
 from pyingress.proxy.client import ClientConnection
 from pyingress.proxy.exchange import Exchange, ProxyExchange, RequestHead, StaticExchange
+from pyingress.proxy.filtered import FilteredExchange
 from pyingress.proxy.metrics import ProxyMetrics
 from pyingress.proxy.upstream import UpstreamPool
+from pyingress.routing.policy import DEFAULT_POLICY
 from pyingress.routing.table import TableHolder
+from pyingress.tls.trust import TrustedProxies
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class ProxyConfig:
     upstream_keepalive_timeout: float = 60.0
     """Idle upstream connections are closed after this long."""
     server_header: bytes = b"pyingress"
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    """Peers whose ``X-Forwarded-For``/``-Proto`` and ``CF-Connecting-IP`` are believed."""
 
 
 class ProxyServer:
@@ -56,6 +62,7 @@ class ProxyServer:
         self.balancer = RoundRobin()
         self.connections: set[ClientConnection] = set()
         self.mounts: list[tuple[str, ASGIApp]] = []
+        self.chains = FilterChains()
         self.closing = False
         self._servers: list[asyncio.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -118,6 +125,10 @@ class ProxyServer:
         route = self.holder.table.match(request.host, path)
         if route is None:
             return StaticExchange(conn, request, 404, errors.NOT_FOUND)
+        if route.policy is not DEFAULT_POLICY:
+            chain = self.chains.chain_for(route.policy, route.ingress)
+            if chain.filters:
+                return FilteredExchange(conn, request, route, chain)
         if not route.backend.endpoints:
             reason = route.backend.unavailable or errors.NO_ENDPOINTS
             return StaticExchange(conn, request, 503, reason, route)

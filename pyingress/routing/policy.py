@@ -14,6 +14,7 @@ from pyingress.auth.policy import AuthPolicy, parse_auth
 from pyingress.model import Problem, Snapshot
 from pyingress.model.snapshot import ObjectRef
 from pyingress.routing.annotations import Annotations
+from pyingress.tls.policy import TLSPolicy, tls_policy
 from pyingress.traffic.policy import TrafficPolicy, parse_traffic
 
 
@@ -34,6 +35,7 @@ class PolicyContext:
 class RoutePolicy:
     """Everything about a route beyond host, path and backend; defaults mean plain proxying."""
 
+    tls: TLSPolicy | None = None
     traffic: TrafficPolicy | None = None
     auth: AuthPolicy | None = None
 
@@ -44,6 +46,7 @@ DEFAULT_POLICY = RoutePolicy()
 def parse_policy(annotations: Annotations, context: PolicyContext) -> RoutePolicy:
     """The policy an Ingress's annotations ask for; raises AnnotationError on a bad value."""
     policy = RoutePolicy(
+        tls=tls_policy(annotations, context),
         traffic=parse_traffic(annotations, context),
         auth=parse_auth(annotations, context),
     )

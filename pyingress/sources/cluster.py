@@ -22,7 +22,7 @@ from typing import Any
 from pyingress.model import ObjectRef, Problem
 from pyingress.routing.compiler import CompileOptions
 from pyingress.sources.kube import KubeSource
-from pyingress.sources.kubeclient import KubeApi, new_api_client, pod_namespace
+from pyingress.sources.kubeclient import KubeApi, KubeError, new_api_client, pod_namespace
 from pyingress.sources.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -191,3 +191,25 @@ class ClusterSource:
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+
+def load_cluster(args: argparse.Namespace, options: CompileOptions) -> ObjectStore:
+    """Every object routing needs, listed once from the cluster the flags name.
+
+    Raises ``ValueError`` with a one-line reason when the cluster cannot be read.
+    """
+    settings = ClusterSettings.from_args(args, options)
+    store = ObjectStore()
+
+    async def list_once() -> None:
+        api = KubeApi(await new_api_client(settings.kubeconfig, settings.in_cluster))
+        try:
+            extra = [settings.default_certificate] if settings.default_certificate else []
+            await KubeSource(api, store, options.namespace, extra_secrets=extra).list_all()
+        except KubeError as exc:
+            raise ValueError(f"cannot read the cluster: {exc}") from None
+        finally:
+            await api.close()
+
+    asyncio.run(list_once())
+    return store

@@ -127,6 +127,15 @@ class KubeSource:
             for task in self._fetches.values():
                 task.cancel()
 
+    async def list_all(self) -> None:
+        """List every kind once, without watching: a one-shot picture (``check``, ``routes``).
+
+        Raises :class:`KubeError` on the first failure; Ingresses come before Secrets, so
+        only referenced Secrets are kept.
+        """
+        for info in WATCHED_KINDS:
+            await self._list(info)
+
     # -- one kind ---------------------------------------------------------------------------
 
     async def _reflect(self, info: KindInfo) -> None:

@@ -152,7 +152,7 @@ class LeaderElector:
         duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
         if holder and now < self._observed_at + duration:
             return False
-        transitions = int(spec.get("leaseTransitions") or 0) + (1 if holder else 0)
+        transitions = int(spec.get("leaseTransitions") or 0) + 1  # a new holder, as client-go
         record = self._record(acquired=True, transitions=transitions)
         return await self._write(lease, record, timeout)
 

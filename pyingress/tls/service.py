@@ -84,14 +84,23 @@ class TLSService:
         install_filter(args.https_port)
 
     async def start(
-        self, proxy: Any, store: _Store, holder: TableHolder, reconciler: _Reconciler
+        self,
+        proxy: Any,
+        store: _Store,
+        holder: TableHolder,
+        reconciler: _Reconciler,
+        reuse_port: bool = False,
     ) -> None:
-        """Load the certificates, listen on ``--https-port``, and follow every compile."""
+        """Load the certificates, listen on ``--https-port``, and follow every compile.
+
+        ``reuse_port`` lets ``--workers`` processes share the HTTPS port.
+        """
         self.refresh(store.snapshot(), holder.table)
         proxy.mount(CHALLENGE_PREFIX, self.responder)
         try:
             await proxy.listen(self.args.bind, self.args.https_port,
-                               ssl=self.certificates.listening_context, scheme="https")  # fmt: skip
+                               ssl=self.certificates.listening_context, scheme="https",
+                               reuse_port=reuse_port)  # fmt: skip
         except OSError as exc:
             raise StartupError(
                 f"--https-port: cannot listen on {self.args.bind}:{self.args.https_port}: "

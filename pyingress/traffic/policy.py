@@ -8,8 +8,10 @@ regular expressions. The result is frozen and hashable so equal policies share o
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pyingress.model import ObjectRef, Problem, Severity
@@ -133,6 +135,11 @@ class ProxySSL:
     """The name checked against the backend certificate; empty: the proxied host."""
     server_name: bool = False
     """``proxy-ssl-server-name``: send SNI to the backend."""
+    ca_pem: bytes = field(default=b"", repr=False)
+    """``ca.crt`` of the ``proxy-ssl-secret``: the CAs that verify the backend."""
+    cert_pem: bytes = field(default=b"", repr=False)
+    key_pem: bytes = field(default=b"", repr=False)
+    """``tls.crt``/``tls.key`` of the ``proxy-ssl-secret``: the client certificate, if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,19 +435,12 @@ def _proxy_ssl(annotations: Annotations, context: PolicyContext) -> ProxySSL | N
     if protocol == "HTTP":
         return None
     secret = None
+    material: dict[str, bytes] = {}
     raw_secret = annotations.raw("proxy-ssl-secret")
     if raw_secret:
         namespace, _, name = raw_secret.rpartition("/")
         secret = ObjectRef("Secret", namespace or context.ingress.namespace, name)
-        if context.snapshot.get("Secret", secret.namespace, secret.name) is None:
-            context.problems.append(
-                Problem(
-                    context.ingress,
-                    "SecretNotFound",
-                    f"proxy-ssl-secret {secret.namespaced_name} does not exist",
-                    Severity.WARNING,
-                )
-            )
+        material = _secret_material(secret, context)
     name = annotations.text("proxy-ssl-name")
     if name and not re.match(r"^[A-Za-z0-9.*-]+$", name):
         raise _error(annotations, "proxy-ssl-name", name, "expected a host name")
@@ -449,7 +449,41 @@ def _proxy_ssl(annotations: Annotations, context: PolicyContext) -> ProxySSL | N
         secret=secret,
         name=name,
         server_name=annotations.boolean("proxy-ssl-server-name"),
+        ca_pem=material.get("ca.crt", b""),
+        cert_pem=material.get("tls.crt", b""),
+        key_pem=material.get("tls.key", b""),
     )
+
+
+def _secret_material(secret: ObjectRef, context: PolicyContext) -> dict[str, bytes]:
+    """The PEM values of a Secret (``data`` is base64, ``stringData`` plain); problems noted."""
+    found = context.snapshot.get("Secret", secret.namespace, secret.name)
+    if found is None:
+        context.problems.append(
+            Problem(
+                context.ingress,
+                "SecretNotFound",
+                f"proxy-ssl-secret {secret.namespaced_name} does not exist",
+                Severity.WARNING,
+            )
+        )
+        return {}
+    values: dict[str, bytes] = {}
+    for key, value in (found.get("data") or {}).items():
+        try:
+            values[key] = base64.b64decode(str(value), validate=True)
+        except binascii.Error:
+            context.problems.append(
+                Problem(
+                    context.ingress,
+                    "InvalidSecret",
+                    f"proxy-ssl-secret {secret.namespaced_name}: data[{key!r}] is not base64",
+                    Severity.WARNING,
+                )
+            )
+    for key, value in (found.get("stringData") or {}).items():
+        values[key] = str(value).encode()
+    return values
 
 
 def _hash_by(annotations: Annotations) -> tuple[str, ...]:

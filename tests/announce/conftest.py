@@ -5,6 +5,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.announce.netlab import Lab, missing_requirements
+from tests.support.apiserver_fixtures import api_client, fake_apiserver
+
+__all__ = ["api_client", "fake_apiserver", "lab"]
 
 
 @pytest.fixture
@@ -17,5 +20,3 @@ def lab() -> Iterator[Lab]:
         yield network
     finally:
         network.close()
-
-from tests.support.apiserver_fixtures import api_client, fake_apiserver  # noqa: E402, F401

@@ -41,9 +41,7 @@ class Namespace:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.holder = subprocess.Popen(
-            ["unshare", "-n", "sleep", "3600"], start_new_session=True
-        )
+        self.holder = subprocess.Popen(["unshare", "-n", "sleep", "3600"], start_new_session=True)
         path = f"/proc/{self.holder.pid}/ns/net"
         # unshare execs sleep only after the namespace exists; wait for that switch.
         for _ in range(1000):
@@ -60,9 +58,7 @@ class Namespace:
         return ["nsenter", "-t", str(self.pid), "-n", *args]
 
     def sh(self, command: str, check: bool = True) -> str:
-        done = subprocess.run(
-            self.cmd(command.split()), capture_output=True, text=True, timeout=60
-        )
+        done = subprocess.run(self.cmd(command.split()), capture_output=True, text=True, timeout=60)
         if check and done.returncode != 0:
             raise RuntimeError(f"[{self.name}] {command}: {done.stderr.strip()}")
         return done.stdout
@@ -71,9 +67,12 @@ class Namespace:
         return ManagedProcess(self.cmd(args))
 
     @staticmethod
-    def announce_args(*args: str) -> list[str]:
-        """``python -m pyingress.announce``: ``pyingress announce`` without the proxy's imports."""
-        return [sys.executable, "-m", "pyingress.announce", *args]
+    def announce_args(*args: str, standalone: bool = False) -> list[str]:
+        """``pyingress announce ARGS``; ``standalone`` uses ``python -m pyingress.announce``,
+        the same command without importing the rest of pyingress."""
+        if standalone:
+            return [sys.executable, "-m", "pyingress.announce", *args]
+        return [sys.executable, "-m", "pyingress", "announce", *args]
 
     def announce(self, *args: str) -> ManagedProcess:
         return self.spawn(self.announce_args(*args))

@@ -103,8 +103,12 @@ async def test_speaker_probes_then_announces_then_releases() -> None:
         probes = [f for f in sock.sent if f.is_probe]
         assert len(probes) == 2 and sock.sent.index(probes[-1]) < 2
         sock.deliver(who_has(VIP))
-        await wait_until_async(lambda: _true(sock.sent[-1].op == frames.OP_REPLY
-                                             and sock.sent[-1].tpa.packed == bytes([10, 0, 0, 10])))
+        await wait_until_async(
+            lambda: _true(
+                sock.sent[-1].op == frames.OP_REPLY
+                and sock.sent[-1].tpa.packed == bytes([10, 0, 0, 10])
+            )
+        )
         speaker.release(VIP)
         assert VIP not in responder.announced
         before = len(sock.sent)

@@ -137,9 +137,7 @@ def test_garp_refresh_keeps_sending(lab: Lab, procs: list[ManagedProcess], tmp_p
     c = lab.add_host("c", "10.0.0.10")
     pcap = tmp_path / "refresh.pcap"
     start_capture(c, procs, pcap)
-    start_announcer(
-        a, procs, "--address", VIP, "--garp-count", "1", "--garp-refresh", "0.3"
-    )
+    start_announcer(a, procs, "--address", VIP, "--garp-count", "1", "--garp-refresh", "0.3")
     wait_until(
         lambda: sum(x.frame.is_gratuitous for x in read_pcap(pcap)) >= 8,
         what="refresh bursts after the single takeover burst",
@@ -166,13 +164,12 @@ def test_conflicting_host_blocks_announcement(lab: Lab, procs: list[ManagedProce
     assert samples.get(("pyingress_announce_gratuitous_sent_total", VIP), 0) == 0
 
 
-def test_without_cap_net_raw_one_clear_error(lab: Lab) -> None:
+@pytest.mark.parametrize("standalone", [False, True], ids=["pyingress", "standalone"])
+def test_without_cap_net_raw_one_clear_error(lab: Lab, standalone: bool) -> None:
     a = lab.add_host("a", "10.0.0.2")
-    proc = a.spawn(
-        # Still root, but with CAP_NET_RAW gone from every capability set.
-        ["setpriv", "--inh-caps=-net_raw", "--bounding-set=-net_raw",
-         *a.announce_args("--interface", "eth0", "--address", VIP)]
-    )  # fmt: skip
+    args = a.announce_args("--interface", "eth0", "--address", VIP, standalone=standalone)
+    # Still root, but with CAP_NET_RAW gone from every capability set.
+    proc = a.spawn(["setpriv", "--inh-caps=-net_raw", "--bounding-set=-net_raw", *args])
     try:
         wait_until(lambda: proc.proc.poll() is not None, what="the announcer to give up")
         assert proc.proc.returncode == 2
@@ -181,5 +178,42 @@ def test_without_cap_net_raw_one_clear_error(lab: Lab) -> None:
             "pyingress announce: error: opening a raw packet socket needs CAP_NET_RAW "
             "(run as root or grant the capability)"
         ]
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--interface", "nosuch0", "--address", VIP], "interface nosuch0: no such interface"),
+        (["--interface", "lo"], "give --address IP (static mode) or --pool"),
+        (
+            ["--interface", "lo", "--address", VIP, "--pool", "10.0.0.0/30"],
+            "use either --address (static) or --pool",
+        ),
+        (
+            [
+                "--interface",
+                "lo",
+                "--pool",
+                "10.0.0.9-10.0.0.1",
+                "--kubeconfig",
+                "k",
+                "--node-name",
+                "n",
+            ],
+            "pool range '10.0.0.9-10.0.0.1' ends before it starts",
+        ),
+        (["--interface", "lo", "--address", VIP], "lo is not an Ethernet interface"),
+    ],
+)
+def test_bad_input_is_one_clear_line(lab: Lab, args: list[str], message: str) -> None:
+    a = lab.add_host("a", "10.0.0.2")
+    proc = a.spawn(a.announce_args(*args))
+    try:
+        wait_until(lambda: proc.proc.poll() is not None, what="the announcer to refuse")
+        lines = proc.output.strip().splitlines()
+        assert proc.proc.returncode == 2 and len(lines) == 1, proc.output
+        assert lines[0].startswith("pyingress announce: error: ") and message in lines[0]
     finally:
         proc.stop()

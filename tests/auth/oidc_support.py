@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -118,9 +116,3 @@ def new_chromium(profile: Path) -> object:
                  "--host-resolver-rules=MAP *.homelab.test 127.0.0.1"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
-def temporary_profile() -> Callable[[], Path]:
-    root = Path(tempfile.mkdtemp(prefix="pyingress-chromium-"))
-    count = iter(range(1000))
-    return lambda: root / f"profile-{next(count)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,6 +30,10 @@ def kubectl() -> str:
     probe = subprocess.run([path, "kustomize", "--help"], capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip("this kubectl has no `kustomize` sub-command")
+    version = subprocess.run([path, "version", "--client"], capture_output=True, text=True)
+    found = re.search(r"Kustomize Version: v(\d+)\.(\d+)", version.stdout)
+    if found is None or (int(found[1]), int(found[2])) < (4, 1):
+        pytest.skip("the bases use `labels:`, which needs the kustomize v4.1+ in kubectl 1.21+")
     return path
 
 

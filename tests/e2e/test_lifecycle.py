@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import signal
 import socket
 import socketserver
@@ -13,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pyingress.proxy.server import ProxyServer
 from tests.e2e.conftest import Echo, Serve, app_objects, host_ingress
 from tests.support.manifests import endpoint_slice, ingress_class, path, service, write_manifests
 from tests.support.net import free_port, port_open, wait_until
@@ -158,10 +156,6 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(
         held.close()
 
 
-@pytest.mark.skipif(
-    "reuse_port" not in inspect.signature(ProxyServer.listen).parameters,
-    reason="ProxyServer.listen has no reuse_port parameter yet",
-)
 def test_workers_share_the_ports_and_stop_together(
     tmp_path: Path, echo: Callable[[str], Echo], serve: Callable[..., Serve]
 ) -> None:

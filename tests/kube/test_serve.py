@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -438,3 +440,34 @@ def test_tls_secret_is_fetched_when_it_appears_and_never_logged(
     assert "site-tls" in logged or "SecretNotFound" in logged  # the log is really captured
     assert "secret-value" not in logged
     assert base64.b64encode(material.encode()).decode()[:24] not in logged
+
+
+def run_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pyingress", *args], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+
+
+def test_check_and_routes_read_the_cluster_once(
+    kube: Kube, tmp_path: Path, fake_apiserver: FakeApiServer
+) -> None:
+    config = write_kubeconfig(tmp_path / "kubeconfig", fake_apiserver.url)
+    kube.create(ingress_class(), service("web"), endpoint_slice("web", 9),
+                ingress("site", "a.example", "web"))  # fmt: skip
+    routes = run_command("routes", "--kubeconfig", str(config))
+    assert routes.returncode == 0, routes.stderr
+    assert "a.example" in routes.stdout
+    assert run_command("check", "--kubeconfig", str(config)).returncode == 0
+
+    kube.create(ingress("broken", "b.example", "missing"))
+    check = run_command("check", "--kubeconfig", str(config))
+    assert check.returncode == 1
+    assert "Ingress default/broken: ServiceNotFound" in check.stdout + check.stderr
+
+
+def test_unreadable_kubeconfig_is_a_one_line_startup_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    for command in ("serve", "routes"):
+        result = run_command(command, "--kubeconfig", str(missing))
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot load Kubernetes configuration" in lines[0], lines

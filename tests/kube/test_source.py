@@ -11,7 +11,7 @@ from pyingress.model import ObjectRef
 from pyingress.sources.kube import KubeSource, referenced_secrets
 from pyingress.sources.kubeclient import KubeApi
 from pyingress.sources.store import ObjectStore
-from tests.kube.conftest import endpoint_slice, ingress, ingress_class, secret, service
+from tests.kube.conftest import JSON, endpoint_slice, ingress, ingress_class, secret, service
 from tests.support.fake_apiserver import FakeApiServer
 from tests.support.fake_apiserver.resources import by_kind
 from tests.support.net import wait_until_async
@@ -45,7 +45,7 @@ async def until(condition: object, what: str) -> None:
     await wait_until_async(check, what=what)
 
 
-async def create(api: KubeApi, obj: dict) -> dict:  # type: ignore[type-arg]
+async def create(api: KubeApi, obj: JSON) -> JSON:
     from pyingress.sources.kube import WATCHED_KINDS
 
     info = next(i for i in WATCHED_KINDS if i.kind == obj["kind"])
@@ -161,3 +161,38 @@ def test_referenced_secrets_reads_tls_and_auth_annotations() -> None:
         ObjectRef("Secret", "team", "users"),
         ObjectRef("Secret", "other", "ca"),
     }
+
+
+async def test_throttling_and_errors_are_retried_until_synced(
+    fake_apiserver: FakeApiServer, kube_api: KubeApi
+) -> None:
+    fake_apiserver.seed(service("web"))
+    fake_apiserver.inject(429, count=2, path_prefix="/api/v1/services", retry_after=1)
+    fake_apiserver.inject(500, count=2, path_prefix="/apis/networking.k8s.io/v1/ingresses")
+    store = ObjectStore()
+    source = KubeSource(kube_api, store)
+    task = asyncio.create_task(source.run())
+    try:
+        await asyncio.wait_for(source.synced.wait(), 30)
+        assert store.get(ref("Service", "web")) is not None
+        lists = [r for r in fake_apiserver.requests()
+                 if r["path"] == "/api/v1/services" and "watch" not in r["query"]]  # fmt: skip
+        assert len(lists) == 3  # two throttled, then served
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_namespace_limits_what_is_watched(
+    fake_apiserver: FakeApiServer, kube_api: KubeApi
+) -> None:
+    fake_apiserver.seed(ingress_class(), service("mine", namespace="team"), service("theirs"))
+    store = ObjectStore()
+    source = KubeSource(kube_api, store, namespace="team")
+    task = asyncio.create_task(source.run())
+    try:
+        await asyncio.wait_for(source.synced.wait(), 30)
+        assert store.refs() == {ref("IngressClass", "pyingress"), ref("Service", "mine", "team")}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

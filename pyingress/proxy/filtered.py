@@ -1,0 +1,117 @@
+"""Requests on routes whose policy has filters: run the chain, then proxy or answer.
+
+Only routes with a non-default policy come here, so plain routes pay nothing for the filter
+machinery. While the (possibly asynchronous) chain runs, reading from the client is paused and
+any body bytes already read are held, exactly as while an upstream connection is being opened.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from pyingress.policy.filters import FilterChain, Headers, Reply, RequestView
+from pyingress.proxy import errors
+from pyingress.proxy.exchange import ProxyExchange, RequestHead
+from pyingress.proxy.headers import DATE
+from pyingress.routing.paths import normalize_host
+from pyingress.routing.table import Route
+
+if TYPE_CHECKING:
+    from pyingress.proxy.client import ClientConnection
+
+logger = logging.getLogger("pyingress.proxy")
+
+
+class FilteredExchange(ProxyExchange):
+    """A :class:`ProxyExchange` that first runs its route's filter chain."""
+
+    __slots__ = ("chain", "view")
+
+    def __init__(
+        self, conn: ClientConnection, request: RequestHead, route: Route, chain: FilterChain
+    ) -> None:
+        super().__init__(conn, request, route)
+        self.chain = chain
+        self.view = request_view(conn, request, route)
+
+    def start(self) -> None:
+        conn = self.conn
+        conn.pause(conn.PAUSE_CONNECT)
+        conn.loop.create_task(self._run_chain())
+
+    async def _run_chain(self) -> None:
+        try:
+            reply = await self.chain.on_request(self.view)
+        except Exception:
+            logger.exception("request filter failed for %s", self.route.ingress_name)
+            reply = None
+            if not self.done:
+                self.respond_error(500, errors.INTERNAL)
+                return
+        if self.done:
+            return
+        if reply is not None:
+            self.reply(reply)
+            return
+        self._apply_view()
+        if not self.route.backend.endpoints:
+            self.respond_error(503, self.route.backend.unavailable or errors.NO_ENDPOINTS)
+            return
+        super().start()
+
+    def _apply_view(self) -> None:
+        """Carry the filters' edits (headers, target) into the request sent upstream."""
+        request, view = self.request, self.view
+        request.headers = [(name.lower(), name, value) for name, value in view.headers]
+        request.target = view.target.encode("latin-1")
+
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+        headers.extend(self.view.response_headers)
+        self.chain.on_response(self.view, status, headers)
+        return super().response_head(status, reason, headers)
+
+    def reply(self, reply: Reply) -> None:
+        """Answer at the proxy with a filter's reply; an unread request body is discarded."""
+        conn, request = self.conn, self.request
+        self.pending = []
+        keep_alive = request.keep_alive and not request.upgrade and not conn.server.closing
+        conn.transport.write(
+            reply_bytes(
+                reply, self.view.response_headers, conn.server.ident, request.head_only, keep_alive
+            )
+        )
+        conn.resume(conn.PAUSE_CONNECT)
+        self.finish(reply.status, keep_alive, self.route)
+
+
+def request_view(conn: ClientConnection, request: RequestHead, route: Route) -> RequestView:
+    target = request.target.decode("latin-1")
+    return RequestView(
+        method=request.method.decode("latin-1"),
+        target=target,
+        path=request.path,
+        query=target.partition("?")[2],
+        host=normalize_host(request.host),
+        scheme=request.proto.decode(),
+        client=request.client.decode(),
+        headers=[(name, value) for _, name, value in request.headers],
+        route=route,
+    )
+
+
+def reply_bytes(
+    reply: Reply, extra: Headers, ident: bytes, head_only: bool, keep_alive: bool
+) -> bytes:
+    status = reply.status
+    phrase = HTTPStatus(status).phrase.encode() if status in HTTPStatus._value2member_map_ else b""
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, phrase), ident, DATE.line()]
+    parts.extend(b"%s: %s\r\n" % (name, value) for name, value in (*reply.headers, *extra))
+    parts.append(b"content-length: %d\r\n" % len(reply.body))
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    if not head_only:
+        parts.append(reply.body)
+    return b"".join(parts)
