@@ -66,15 +66,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ignore-classless", action="store_true",
         help="only serve Services with spec.loadBalancerClass pyingress.io/announcer",
     )  # fmt: skip
-    parser.add_argument("--lease-duration", type=_seconds, default=2.0, metavar="SECONDS")
-    parser.add_argument("--renew-period", type=_seconds, default=0.5, metavar="SECONDS")
-    parser.add_argument("--retry-period", type=_seconds, default=0.25, metavar="SECONDS")
+    parser.add_argument(
+        "--lease-duration", type=_seconds, default=1.2, metavar="SECONDS",
+        help="how long an address's Lease lasts without renewal; failover takes about this "
+             "long plus the probe (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--renew-period", type=_seconds, default=0.2, metavar="SECONDS",
+        help="how often the announcing node renews its Lease (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--retry-period", type=_seconds, default=0.1, metavar="SECONDS",
+        help="how often other nodes check whether a Lease expired (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument(
         "--require-ready-url", metavar="URL",
         help="only stand for election while this URL (the local proxy's /readyz) answers 2xx",
     )  # fmt: skip
     parser.add_argument("--probe-count", type=int, default=3, help="ARP probes before claiming")
-    parser.add_argument("--probe-interval", type=_seconds, default=0.1, metavar="SECONDS")
+    parser.add_argument(
+        "--probe-interval", type=_seconds, default=0.08, metavar="SECONDS",
+        help="gap between ARP probes; the probe window is count x interval (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument(
         "--conflict-retry", type=_seconds, default=5.0, metavar="SECONDS",
         help="probe a conflicting address again after this long (0 = never)",

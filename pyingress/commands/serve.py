@@ -17,6 +17,7 @@ import signal
 import sys
 from typing import Any
 
+from pyingress.auth.options import add_arguments as add_auth_arguments
 from pyingress.cli import StartupError
 from pyingress.commands.options import (
     add_class_arguments,
@@ -73,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_class_arguments(parser)
     add_cluster_arguments(parser)
     add_tls_arguments(parser)
+    add_auth_arguments(parser)
     add = parser.add_argument
     add("--bind", default="0.0.0.0", metavar="ADDRESS",
         help="address the HTTP, HTTPS and health ports listen on (default: %(default)s)")
@@ -199,6 +201,10 @@ class Controller:
 
         config = ProxyConfig(trusted_proxies=self.args.trusted_proxies)
         self.proxy = ProxyServer(self.holder, config, ProxyMetrics(self.registry))
+        from pyingress.auth.runtime import start_auth, stop_auth
+
+        await start_auth(self.args, self.proxy, self.holder)
+        self._closers_async.append(stop_auth)
         try:
             await self.proxy.listen(
                 self.args.bind, self.args.http_port, reuse_port=self.shared_ports

@@ -22,6 +22,8 @@ from pyingress.proxy.headers import (
 )
 from pyingress.proxy.upstream import UpstreamConnection
 from pyingress.routing.table import Endpoint, Route
+from pyingress.traffic import proxying
+from pyingress.traffic.proxying import TrafficState
 
 if TYPE_CHECKING:
     from pyingress.proxy.client import ClientConnection
@@ -189,6 +191,7 @@ class ProxyExchange(Exchange):
         "retried",
         "route",
         "status",
+        "traffic",
         "tunnel_pending",
         "upstream",
         "upstream_head",
@@ -208,13 +211,21 @@ class ProxyExchange(Exchange):
         self.retried = False
         self.framing = NO_BODY
         self.status = 0
+        self.traffic: TrafficState | None = None
 
     # -- request leg --------------------------------------------------------------------------
 
     def start(self) -> None:
         conn = self.conn
         server = conn.server
-        self.endpoint = endpoint = server.balancer.pick(self.route.backend)
+        traffic = self.route.policy.traffic
+        if traffic is None:
+            self.endpoint = endpoint = server.balancer.pick(self.route.backend)
+        else:
+            picked = self.endpoint = proxying.begin(self, traffic)
+            if picked is None:
+                return
+            endpoint = picked
         self.upstream_head = upstream_request_head(self.request, conn, endpoint)
         if self.request.expect_continue and not self.body_done:
             conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -235,12 +246,15 @@ class ProxyExchange(Exchange):
         server = conn.server
         endpoint = self.endpoint
         assert endpoint is not None
+        timeout, tls, server_name = proxying.connect_options(self, server.config)
         try:
-            async with asyncio.timeout(server.config.connect_timeout):
+            async with asyncio.timeout(timeout):
                 _, upstream = await conn.loop.create_connection(
                     lambda: UpstreamConnection(server.pool, endpoint),
                     endpoint.address,
                     endpoint.port,
+                    ssl=tls,
+                    server_hostname=server_name,
                 )
         except TimeoutError:
             self._connect_failed(504, errors.CONNECT_TIMEOUT)
@@ -256,7 +270,7 @@ class ProxyExchange(Exchange):
         metrics = self.conn.server.metrics
         if metrics is not None:
             metrics.connect_error(self.route.backend.service)
-        if not self.done:
+        if not self.done and not proxying.retry_elsewhere(self):
             self.respond_error(status, reason)
 
     def attach(self, upstream: UpstreamConnection) -> None:
@@ -270,7 +284,7 @@ class ProxyExchange(Exchange):
         self.conn.resume(self.conn.PAUSE_CONNECT)
 
     def feed_body(self, data: bytes) -> None:
-        if self.done:
+        if self.done or (self.traffic is not None and not proxying.body_allowed(self, len(data))):
             return
         parts: tuple[bytes, ...]
         parts = (b"%x\r\n" % len(data), data, b"\r\n") if self.request.chunked else (data,)
@@ -306,6 +320,8 @@ class ProxyExchange(Exchange):
     def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
         """Write the response head; True when the body ends only when the upstream closes."""
         request = self.request
+        if self.traffic is not None:
+            proxying.response_headers(self, headers)
         self.status = status
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason), self.conn.server.ident, DATE.line()]
         named: set[bytes] | None = None
@@ -464,10 +480,10 @@ class ProxyExchange(Exchange):
         upstream = self.upstream
         if upstream is None or self.done:
             return
-        config = self.conn.server.config
-        if upstream.write_paused_at and now - upstream.write_paused_at > config.send_timeout:
+        send_timeout, read_timeout = proxying.timeouts(self, self.conn.server.config)
+        if upstream.write_paused_at and now - upstream.write_paused_at > send_timeout:
             self.respond_error(504, errors.SEND_TIMEOUT)
-        elif not upstream.reading_paused and now - upstream.last_io > config.read_timeout:
+        elif not upstream.reading_paused and now - upstream.last_io > read_timeout:
             self.respond_error(504, errors.READ_TIMEOUT)
 
 

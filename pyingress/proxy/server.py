@@ -24,6 +24,8 @@ from pyingress.proxy.upstream import UpstreamPool
 from pyingress.routing.policy import DEFAULT_POLICY
 from pyingress.routing.table import TableHolder
 from pyingress.tls.trust import TrustedProxies
+from pyingress.traffic import filters as _traffic_filters  # noqa: F401 - registers them
+from pyingress.traffic.runtime import TrafficRuntime
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class ProxyServer:
         self.connections: set[ClientConnection] = set()
         self.mounts: list[tuple[str, ASGIApp]] = []
         self.chains = FilterChains()
+        self.traffic = TrafficRuntime(self.balancer)
         self.closing = False
         self._servers: list[asyncio.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -144,6 +144,7 @@ class KubeSource:
             await self._ingresses_listed.wait()
         backoff = Backoff()
         self._versions.pop(info.kind, None)
+        expired_in_a_row = 0
         while True:
             try:
                 if info.kind not in self._versions:
@@ -151,13 +152,14 @@ class KubeSource:
                     backoff.reset()
                 await self._watch(info)
                 backoff.reset()
-            except Expired:
-                log.info("%s watch expired; listing again", info.kind)
-                self._versions.pop(info.kind, None)
-            except KubeError as exc:
-                if exc.status == 410:
+                expired_in_a_row = 0
+            except (Expired, KubeError) as exc:
+                if isinstance(exc, Expired) or exc.status == 410:
                     log.info("%s watch expired (410); listing again", info.kind)
                     self._versions.pop(info.kind, None)
+                    expired_in_a_row += 1
+                    if expired_in_a_row > 1:  # a server that keeps expiring: do not spin
+                        await asyncio.sleep(backoff.next_delay())
                     continue
                 delay = backoff.next_delay(exc.retry_after)
                 log.warning("%s: %s; retrying in %.1fs", info.kind, exc, delay)

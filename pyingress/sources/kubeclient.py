@@ -41,6 +41,9 @@ async def new_api_client(kubeconfig: str | None = None, in_cluster: bool = False
     Raises ``ValueError`` with a one-line reason when the configuration cannot be loaded.
     """
     configuration = k8s.Configuration()
+    path = os.path.expanduser(kubeconfig or "~/.kube/config")
+    if not in_cluster and not os.path.isfile(path):
+        raise ValueError(f"cannot load Kubernetes configuration from {path}: no such file")
     try:
         if in_cluster:
             k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]

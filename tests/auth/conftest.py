@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,22 +65,36 @@ def secret(name: str, data: dict[str, bytes], namespace: str = "default") -> Obj
             "data": {key: base64.b64encode(value).decode() for key, value in data.items()}}
 
 
+def start_serve(folder: Path, *flags: str, http_port: int = 0) -> Running:
+    """``pyingress serve --manifests FOLDER`` on free loopback ports, ready when it returns."""
+    http_port = http_port or free_port()
+    https_port, health_port = free_port(), free_port()
+    process = pyingress("serve", "--manifests", str(folder), "--bind", "127.0.0.1",
+                        "--http-port", str(http_port), "--https-port", str(https_port),
+                        "--health-port", str(health_port), *flags)
+    try:
+        process.wait_for_port(http_port)
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{health_port}/readyz", timeout=5).status_code == 200,
+                   what="pyingress serve to be ready")
+    except BaseException:
+        print(process.output[-4000:])
+        process.stop()
+        raise
+    return Running(process, http_port)
+
+
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Callable[..., Running]]:
-    """Start the auth filter harness on a manifests folder; stopped after the test."""
+    """Start ``pyingress serve`` on a folder of these objects; stopped after the test."""
     started: list[ManagedProcess] = []
 
     def start(objects: list[Obj], *flags: str) -> Running:
         folder = tmp_path / f"manifests-{len(started)}"
         folder.mkdir()
         write_manifests(folder / "objects.yaml", ingress_class(), *objects)
-        port = free_port()
-        process = ManagedProcess([sys.executable, "-m", "tests.auth.harness", "--manifests",
-                                  str(folder), "--port", str(port), *flags],
-                                 cwd=str(Path(__file__).resolve().parents[2]))
-        started.append(process)
-        process.wait_for_port(port)
-        return Running(process, port)
+        running = start_serve(folder, *flags)
+        started.append(running.process)
+        return running
 
     yield start
     for process in started:

@@ -7,7 +7,6 @@ tests script the same flow with httpx so they can tamper with each step.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.auth.conftest import app_objects
+from tests.auth.conftest import app_objects, start_serve
 from tests.auth.oidc_support import CookieBrowser, chromium_available, new_chromium, start_idp
 from tests.support.manifests import ingress_class, write_manifests
 from tests.support.net import free_port, wait_until
@@ -68,19 +67,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         write_manifests(folder / "objects.yaml", *objects)
         (root / "client-secret").write_text("pyingress-secret\n")
         (root / "cookie-secret").write_text("0123456789abcdef0123456789abcdef\n")
-        proxy = ManagedProcess(
-            [sys.executable, "-m", "tests.auth.harness", "--manifests", str(folder),
-             "--port", str(port), "--oidc-issuer", f"http://127.0.0.1:{idp_port}",
-             "--oidc-client-id", "pyingress",
-             "--oidc-client-secret-file", str(root / "client-secret"),
-             "--oidc-cookie-secret-file", str(root / "cookie-secret"),
-             "--oidc-cookie-domain", ".homelab.test",
-             "--oidc-scopes", "openid email profile groups offline_access"],
-            cwd=str(Path(__file__).resolve().parents[2]))
-        started.append(proxy)
         echo.wait_for_port(echo_port)
-        proxy.wait_for_port(port)
-        yield Setup(port, idp_port, proxy)
+        proxy = start_serve(
+            folder, "--oidc-issuer", f"http://127.0.0.1:{idp_port}",
+            "--oidc-client-id", "pyingress",
+            "--oidc-client-secret-file", str(root / "client-secret"),
+            "--oidc-cookie-secret-file", str(root / "cookie-secret"),
+            "--oidc-cookie-domain", ".homelab.test",
+            "--oidc-scopes", "openid email profile groups offline_access", http_port=port)
+        started.append(proxy.process)
+        yield Setup(port, idp_port, proxy.process)
     finally:
         for process in reversed(started):
             if "Traceback" in process.output:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -41,17 +42,20 @@ def test_final_image_runs_unprivileged_with_the_cli() -> None:
 
 
 def test_builder_step_makes_a_wheel_with_the_package(tmp_path: Path) -> None:
-    """What the builder stage runs, run here: the wheel holds the package and its script."""
+    """What the builder stage copies and runs, done here: the wheel holds the package."""
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        if (ROOT / name).exists():
-            (source / name).write_bytes((ROOT / name).read_bytes())
-        else:
-            (source / name).write_text("pyingress\n")
-    subprocess.run(
-        ["cp", "-r", str(ROOT / "pyingress"), str(source / "pyingress")], check=True
-    )
+    builder = DOCKERFILE.read_text().split("\nFROM ", 2)[1]
+    for line in builder.splitlines():
+        if line.startswith("COPY "):
+            *paths, _destination = line.split()[1:]
+            for name in paths:
+                assert (ROOT / name).exists(), f"the Dockerfile copies {name}, which is missing"
+                if (ROOT / name).is_dir():
+                    shutil.copytree(ROOT / name, source / name,
+                                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+                else:
+                    shutil.copy(ROOT / name, source / name)
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps",
          "--wheel-dir", str(tmp_path / "dist"), str(source)],
