@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pyingress.proxy")
 
+IDENTITY_PREFIX = b"x-auth-request-"
+"""Identity headers (``X-Auth-Request-User`` and friends) are dropped from every client request."""
+
 
 class ClientConnection(asyncio.Protocol):
     """An accepted HTTP/1.x connection: parses requests and drives their exchanges."""
@@ -156,7 +159,10 @@ class ClientConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
-        self._headers.append((name.lower(), name, value))
+        lname = name.lower()
+        if lname.startswith(IDENTITY_PREFIX):
+            return  # only pyingress's own auth may tell an upstream who the user is
+        self._headers.append((lname, name, value))
 
     def _count(self, size: int) -> None:
         self._head_size += size

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 WATCH_TIMEOUT = 300
 """Server-side ``timeoutSeconds`` of one watch (jittered); the watch then resumes."""
 
-SECRET_ANNOTATION_SUFFIXES = ("/auth-secret", "/auth-tls-secret")
+SECRET_ANNOTATION_SUFFIXES = ("/auth-secret", "/auth-tls-secret", "/oidc-secret")
 
 
 @dataclass(frozen=True, slots=True)

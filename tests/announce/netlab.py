@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from tests.support.processes import ManagedProcess
+from tests.support.processes import ManagedProcess, die_with_parent
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -41,7 +41,9 @@ class Namespace:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.holder = subprocess.Popen(["unshare", "-n", "sleep", "3600"], start_new_session=True)
+        self.holder = subprocess.Popen(
+            ["unshare", "-n", "sleep", "3600"], start_new_session=True, preexec_fn=die_with_parent
+        )
         path = f"/proc/{self.holder.pid}/ns/net"
         # unshare execs sleep only after the namespace exists; wait for that switch.
         for _ in range(1000):

@@ -66,6 +66,22 @@ async def test_incoming_forwarded_headers_are_replaced(echo, proxy_factory) -> N
     assert headers["x-forwarded-port"] == str(proxy.port)
 
 
+async def test_client_identity_headers_never_reach_an_upstream(echo, proxy_factory) -> None:
+    """Only pyingress's own auth may say who the user is, on every route."""
+    app = await echo()
+    proxy = await proxy_factory(table(route(backend("default/app:80", app.port))))
+    forged = {
+        "X-Auth-Request-User": "admin",
+        "X-Auth-Request-Email": "admin@example.com",
+        "x-auth-request-groups": "admins",
+        "X-Other": "kept",
+    }
+    async with httpx.AsyncClient(base_url=proxy.url) as client:
+        headers = (await client.get("/", headers=forged)).json()["headers"]
+    assert not [name for name in headers if name.startswith("x-auth-request-")]
+    assert headers["x-other"] == "kept"
+
+
 async def test_hop_by_hop_request_headers_are_stripped(echo, proxy_factory) -> None:
     app = await echo()
     proxy = await proxy_factory(table(route(backend("default/app:80", app.port))))

@@ -43,7 +43,9 @@ def backend(service: str, port: int | str = 80) -> Obj:
     return {"service": {"name": service, "port": {key: port}}}
 
 
-def path(path: str | None, service: str, path_type: str | None = "Prefix", port: int | str = 80) -> Obj:
+def path(
+    path: str | None, service: str, path_type: str | None = "Prefix", port: int | str = 80
+) -> Obj:
     item: Obj = {"backend": backend(service, port)}
     if path is not None:
         item["path"] = path
@@ -59,33 +61,61 @@ def rule(host: str | None, *paths: Obj) -> Obj:
     return result
 
 
-def ingress_class(name: str = "pyingress", controller: str = "pyingress.io/ingress-controller",
-                  default: bool = False) -> Obj:
+def ingress_class(
+    name: str = "pyingress",
+    controller: str = "pyingress.io/ingress-controller",
+    default: bool = False,
+) -> Obj:
     meta: Obj = {"name": name}
     if default:
         meta["annotations"] = {"ingressclass.kubernetes.io/is-default-class": "true"}
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": meta,
-            "spec": {"controller": controller}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": meta,
+        "spec": {"controller": controller},
+    }
 
 
-def service(name: str, ports: list[Obj] | None = None, *, namespace: str = "default",
-            external_name: str | None = None) -> Obj:
-    spec: Obj = {"ports": ports if ports is not None else [{"name": "http", "port": 80, "targetPort": 8080}]}
+def service(
+    name: str,
+    ports: list[Obj] | None = None,
+    *,
+    namespace: str = "default",
+    external_name: str | None = None,
+) -> Obj:
+    spec: Obj = {
+        "ports": ports if ports is not None else [{"name": "http", "port": 80, "targetPort": 8080}]
+    }
     if external_name:
         spec["type"] = "ExternalName"
         spec["externalName"] = external_name
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
-            "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
-def endpoint_slice(service_name: str, addresses: list[str], port: int, *, port_name: str = "http",
-                   namespace: str = "default", not_ready: tuple[str, ...] = (),
-                   name: str | None = None) -> Obj:
+def endpoint_slice(
+    service_name: str,
+    addresses: list[str],
+    port: int,
+    *,
+    port_name: str = "http",
+    namespace: str = "default",
+    not_ready: tuple[str, ...] = (),
+    name: str | None = None,
+) -> Obj:
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"name": name or f"{service_name}-abc", "namespace": namespace,
-                     "labels": {"kubernetes.io/service-name": service_name}},
+        "metadata": {
+            "name": name or f"{service_name}-abc",
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": service_name},
+        },
         "addressType": "IPv4",
         "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
         "endpoints": [
@@ -98,10 +128,16 @@ def endpoint_slice(service_name: str, addresses: list[str], port: int, *, port_n
 def secret_tls(name: str, cert_pem: bytes, key_pem: bytes, *, namespace: str = "default") -> Obj:
     import base64
 
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": name, "namespace": namespace},
-            "data": {"tls.crt": base64.b64encode(cert_pem).decode(),
-                     "tls.key": base64.b64encode(key_pem).decode()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {
+            "tls.crt": base64.b64encode(cert_pem).decode(),
+            "tls.key": base64.b64encode(key_pem).decode(),
+        },
+    }
 
 
 def write_manifests(path: Path, *objects: Obj) -> Path:

@@ -18,21 +18,26 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], object], timeout: float = DEADLINE, what: str = "") -> object:
+def wait_until(
+    condition: Callable[[], object], timeout: float = DEADLINE, what: str = ""
+) -> object:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     delay = 0.01
+    last_error: Exception | None = None
     while True:
         try:
             result = condition()
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:
             result, last_error = None, exc
         else:
             last_error = None
             if result:
                 return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}: {last_error}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or condition}: {last_error}"
+            )
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
 
@@ -43,17 +48,20 @@ async def wait_until_async(
     """The asyncio form of :func:`wait_until`."""
     deadline = time.monotonic() + timeout
     delay = 0.01
+    last_error: Exception | None = None
     while True:
         try:
             result = await condition()
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:
             result, last_error = None, exc
         else:
             last_error = None
             if result:
                 return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}: {last_error}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or condition}: {last_error}"
+            )
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.2)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -12,13 +13,25 @@ from pathlib import Path
 
 from tests.support.net import DEADLINE, port_open, wait_until
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, even if it is killed hard."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
 
 class ManagedProcess:
     """A child process with its output in a temporary file, stopped by :meth:`stop`."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None):
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None
+    ):
         self.args = list(args)
-        self._log = tempfile.NamedTemporaryFile(prefix="pyingress-test-", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile(
+            prefix="pyingress-test-", suffix=".log", delete=False
+        )
         self.proc = subprocess.Popen(
             self.args,
             stdout=self._log,
@@ -26,6 +39,7 @@ class ManagedProcess:
             env={**os.environ, **(env or {})},
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
     @property
