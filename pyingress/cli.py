@@ -24,19 +24,36 @@ class StartupError(Exception):
     """A problem that stops a command before it does anything; printed as one line."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command`` only that sub-command's module is imported and wired.
+
+    Importing every sub-command would load the Kubernetes client, the OIDC libraries and the
+    rest into every process, costing seconds of startup and tens of MB for features not in use.
+    """
     parser = argparse.ArgumentParser(prog="pyingress", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        module = importlib.import_module(module_name)
-        module.add_arguments(command)
-        command.set_defaults(_module=module)
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if command is None or name == command:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command_parser)
+            command_parser.set_defaults(_module=module)
     return parser
 
 
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The sub-command named by ``argv``, if any: the first word that is one."""
+    for word in argv:
+        if word in COMMANDS:
+            return word
+        if not word.startswith("-"):
+            return None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_chosen_command(words)).parse_args(words)
     try:
         return int(args._module.run(args))
     except StartupError as exc:

@@ -11,7 +11,6 @@ from pyingress.commands.options import (
     load_once,
 )
 from pyingress.compat.report import print_report
-from pyingress.sources.files import load_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,12 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result, file_problems = load_once(args)
-    lines = all_problems(result, file_problems)
+    loaded = load_once(args)
+    result = loaded.result
+    lines = all_problems(result, loaded.file_problems)
     for line in lines:
         print(line)
-    snapshot = load_folder(args.manifests)[0].snapshot() if args.manifests else None
-    changes = print_report(snapshot) if snapshot is not None else False
+    changes = print_report(loaded.snapshot)
     if lines or changes:
         return 1
     served = len(result.table.served)

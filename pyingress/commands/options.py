@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Protocol
 
 from pyingress.cli import StartupError
-from pyingress.model import Problem
+from pyingress.model import Problem, Snapshot
 from pyingress.routing.compiler import CompileOptions, CompileResult, compile_routes
 from pyingress.sources.cluster import ClusterSettings, ClusterSource, load_cluster
 from pyingress.sources.files import FileProblem, ManifestError, ManifestSource, load_folder
@@ -92,19 +93,30 @@ def open_source(args: argparse.Namespace, store: ObjectStore) -> ManifestSource 
     return source
 
 
-def load_once(args: argparse.Namespace) -> tuple[CompileResult, list[FileProblem]]:
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """The objects read once, their compiled table, and what was wrong with the files."""
+
+    snapshot: Snapshot
+    result: CompileResult
+    file_problems: list[FileProblem]
+
+
+def load_once(args: argparse.Namespace) -> Loaded:
     """Read the source once and compile it: what ``check`` and ``routes`` report on."""
+    file_problems: list[FileProblem] = []
     if args.kubeconfig or args.in_cluster:
         try:
             store = load_cluster(args, compile_options(args))
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        return compile_routes(store.snapshot(), compile_options(args)), []
-    try:
-        store, file_problems = load_folder(_require_manifests(args))
-    except ManifestError as exc:
-        raise StartupError(f"--manifests: {exc.message}") from None
-    return compile_routes(store.snapshot(), compile_options(args)), file_problems
+    else:
+        try:
+            store, file_problems = load_folder(_require_manifests(args))
+        except ManifestError as exc:
+            raise StartupError(f"--manifests: {exc.message}") from None
+    snapshot = store.snapshot()
+    return Loaded(snapshot, compile_routes(snapshot, compile_options(args)), file_problems)
 
 
 def all_problems(result: CompileResult, file_problems: list[FileProblem]) -> list[str]:

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result, file_problems = load_once(args)
+    loaded = load_once(args)
+    result, file_problems = loaded.result, loaded.file_problems
     print(format_table(result.table))
     count = len(file_problems) + len(result.problems)
     if count:

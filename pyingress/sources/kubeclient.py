@@ -61,11 +61,6 @@ async def new_api_client(kubeconfig: str | None = None, in_cluster: bool = False
     return k8s.ApiClient(configuration)
 
 
-def pod_namespace(default: str = "default") -> str:
-    """The namespace this pod runs in (downward API), or ``default`` outside a cluster."""
-    return os.environ.get("POD_NAMESPACE") or default
-
-
 class KubeApi:
     """JSON requests and watch streams against one API server."""
 
