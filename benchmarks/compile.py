@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyingress.model import Snapshot  # noqa: E402
-from pyingress.routing.compiler import compile_routes  # noqa: E402
-from pyingress.routing.table import RouteTable  # noqa: E402
-from tests.support.manifests import (  # noqa: E402
+from pyingress.model import Snapshot
+from pyingress.routing.compiler import compile_routes
+from pyingress.routing.table import RouteTable
+from tests.support.manifests import (
     endpoint_slice,
     ingress,
     ingress_class,
@@ -36,15 +36,17 @@ def world(count: int) -> Snapshot:
         objects.append(service(f"app-{i}", namespace=namespace))
         objects.append(endpoint_slice(f"app-{i}", [address], 8080, namespace=namespace))
         paths = [path("/", f"app-{i}"), path(f"/api/v{i % 3}", f"app-{i}", "Exact")]
-        objects.append(ingress(f"app-{i}", [rule(f"app-{i}.example.com", *paths)], namespace=namespace))
+        rules = [rule(f"app-{i}.example.com", *paths)]
+        objects.append(ingress(f"app-{i}", rules, namespace=namespace))
     return Snapshot.of(objects)
 
 
 def lookup_ns(table: RouteTable, count: int, lookups: int) -> float:
     """Median nanoseconds per ``match`` over random hosts and paths of the table."""
     rng = random.Random(7)
+    paths = ["/", "/api/v1", "/static/app.js"]
     requests = [
-        (f"App-{rng.randrange(count)}.example.com:443", rng.choice(["/", "/api/v1", "/static/app.js"]))
+        (f"App-{rng.randrange(count)}.example.com:443", rng.choice(paths))
         for _ in range(1000)
     ]
     rounds = []

@@ -5,14 +5,21 @@ backend (an nginx serving static files, so the backend is never the bottleneck) 
 For each proxy, response size and connection count it prints requests/s, p50 and p99 latency and
 the proxy's peak RSS, with pyingress's ratio to nginx. Only loopback addresses are used.
 
-Run: ``python benchmarks/proxy.py`` (needs ``nginx`` and ``wrk``: ``apt-get install nginx-light wrk``).
-``--policies`` adds a run where the route carries five policies (see ``benchmarks/policies/``).
+Run: ``python benchmarks/proxy.py`` (needs ``nginx`` and ``wrk``:
+``apt-get install nginx-light wrk``).
+``--policies`` adds a run where the route carries five policies: the annotations in
+``benchmarks/policies/annotations.yaml`` (the body of a YAML flow mapping) go on the benchmark
+Ingress, and ``benchmarks/policies/objects.yaml`` (what they refer to) is served with it.
+Every request carries an ``Origin`` header, so the CORS policy has work to do.
+
+Besides the Markdown tables, the last line is a machine-readable summary: ``BENCH_JSON {...}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -29,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "bench.local"
+ORIGIN = "https://app.bench.local"
 SIZES = {"100B": 100, "64KiB": 64 * 1024}
 
 
@@ -63,9 +71,12 @@ def rss_kib(pid: int, field: str) -> int:
 
 
 @contextlib.contextmanager
-def process(args: list[str], core: int, port: int, cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    args: list[str], core: int, port: int, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(["taskset", "-c", str(core), *args], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
         wait_port(port, proc)
         yield proc
@@ -135,10 +146,13 @@ def manifests(workdir: Path, backend: int, policies: Path | None) -> Path:
     folder.mkdir(exist_ok=True)
     annotations = ""
     if policies is not None:
-        annotations = (policies / "annotations.yaml").read_text()
-        for extra in policies.glob("*.yaml"):
-            if extra.name != "annotations.yaml":
-                shutil.copy(extra, folder / extra.name)
+        lines = (policies / "annotations.yaml").read_text().splitlines()
+        # One line, so the flow mapping survives the dedent of the template below.
+        kept = [line.strip() for line in lines if not line.strip().startswith("#")]
+        annotations = " ".join(line for line in kept if line)
+        objects = policies / "objects.yaml"
+        if objects.exists():
+            shutil.copy(objects, folder / objects.name)
     (folder / "bench.yaml").write_text(textwrap.dedent(f"""\
         apiVersion: networking.k8s.io/v1
         kind: Ingress
@@ -189,18 +203,34 @@ def to_ms(text: str) -> float:
 def run_wrk(port: int, path: str, connections: int, seconds: int) -> Result:
     out = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}{path}"],
+         "-H", f"Host: {HOST}", "-H", f"Origin: {ORIGIN}", f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|connect|read|write|timeout)\s*:?\s*(\d+)", out))
+    counted = r"(?:Non-2xx or 3xx responses|connect|read|write|timeout)\s*:?\s*(\d+)"
+    errors = sum(int(n) for n in re.findall(counted, out))
     return Result(rps, p50, p99, errors)
 
 
+def wait_ready(health: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Wait for ``/readyz`` to answer 200: every listener is up and the routes are compiled."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", health), 1) as s:
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            if s.recv(64).startswith(b"HTTP/1.1 200"):
+                return
+        time.sleep(0.05)
+    raise RuntimeError("pyingress never became ready")
+
+
 def measure(name: str, port: int, proc: subprocess.Popen[bytes], args: argparse.Namespace) -> dict:
-    run_wrk(port, "/100B", 10, 2)  # warm-up: connections, pools, caches
+    time.sleep(1.0)  # let startup work (first compile, certificate load) settle
     idle = rss_kib(proc.pid, "VmRSS")
+    run_wrk(port, "/100B", 10, 2)  # warm-up: connections, pools, caches
     rows = {}
     for size in SIZES:
         for connections in args.connections:
@@ -212,21 +242,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, nargs="+", default=[10, 50, 200])
-    parser.add_argument("--policies", action="store_true", help="also run a route with five policies")
+    parser.add_argument("--policies", action="store_true",
+                        help="also run a route with five policies")
     args = parser.parse_args()
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
             print(f"benchmark needs {tool}: apt-get install nginx-light wrk", file=sys.stderr)
             return 2
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="pyingress-bench-") as tmp:
         workdir = Path(tmp)
         backend = free_port()
         runs = []
         with process(["nginx", "-c", str(backend_conf(workdir, backend))], 1, backend):
             port = free_port()
-            with process(["nginx", "-c", str(proxy_conf(workdir, port, backend))], 0, port) as proc:
+            nginx = ["nginx", "-c", str(proxy_conf(workdir, port, backend))]
+            with process(nginx, 0, port) as proc:
                 runs.append(measure("nginx", port, proc, args))
-            variants = [("pyingress", None)]
+            variants: list[tuple[str, Path | None]] = [("pyingress", None)]
             if args.policies:
                 variants.append(("pyingress+5 policies", ROOT / "benchmarks" / "policies"))
             for name, policies in variants:
@@ -236,28 +269,60 @@ def main() -> int:
                            "--http-port", str(port), "--https-port", str(free_port()),
                            "--health-port", str(health), "--log-level", "warning"]
                 with process(command, 0, port, cwd=ROOT) as proc:
+                    wait_ready(health, proc)
                     runs.append(measure(name, port, proc, args))
-    report(runs, args)
+    report(runs, args, load_before, os.getloadavg())
     return 0
 
 
-def report(runs: list[dict], args: argparse.Namespace) -> None:
+def report(runs: list[dict], args: argparse.Namespace, load_before: tuple[float, ...],
+           load_after: tuple[float, ...]) -> None:
+    """Markdown tables, then one ``BENCH_JSON`` line for scripts.
+
+    Ratios compare with nginx; for the policies run, ``vs plain`` compares with pyingress
+    without policies (the cost of the five policies).
+    """
     nginx = runs[0]
+    plain = next((run for run in runs if run["name"] == "pyingress"), None)
     print(f"cpu: {os.cpu_count()} cores; proxy pinned to core 0, wrk + backend on core 1; "
-          f"{args.seconds}s per cell")
-    print(f"| proxy | response | conns | req/s | ratio | p50 ms | p99 ms | p99 ratio | errors |")
+          f"{args.seconds}s per cell; load average {load_before[0]:.2f} before, "
+          f"{load_after[0]:.2f} after")
+    print("| proxy | response | conns | req/s | ratio | p50 ms | p99 ms | p99 ratio | errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    summary = []
     for run in runs:
         for (size, connections), row in run["rows"].items():
             base = nginx["rows"][(size, connections)]
+            ratio = row.rps / base.rps
+            p99_ratio = row.p99_ms / base.p99_ms if base.p99_ms else 0.0
             print(f"| {run['name']} | {size} | {connections} | {row.rps:,.0f} | "
-                  f"{row.rps / base.rps:.2f}x | {row.p50_ms:.2f} | {row.p99_ms:.2f} | "
-                  f"{row.p99_ms / base.p99_ms:.1f}x | {row.errors} |")
+                  f"{ratio:.2f}x | {row.p50_ms:.2f} | {row.p99_ms:.2f} | "
+                  f"{p99_ratio:.1f}x | {row.errors} |")
+            entry = {"proxy": run["name"], "size": size, "connections": connections,
+                     "rps": round(row.rps), "ratio": round(ratio, 3), "p50_ms": row.p50_ms,
+                     "p99_ms": row.p99_ms, "p99_ratio": round(p99_ratio, 2),
+                     "errors": row.errors}
+            if plain is not None and runs.index(run) > runs.index(plain):
+                entry["vs_plain"] = round(row.rps / plain["rows"][(size, connections)].rps, 3)
+            summary.append(entry)
+    if plain is not None and len(runs) > 2:
+        print()
+        print("| policies run | response | conns | req/s vs pyingress without policies |")
+        print("|---|---|---:|---:|")
+        for entry in summary:
+            if "vs_plain" in entry:
+                print(f"| {entry['proxy']} | {entry['size']} | {entry['connections']} | "
+                      f"{entry['vs_plain']:.2f}x |")
     print()
     print("| proxy | idle RSS | peak RSS |")
     print("|---|---:|---:|")
     for run in runs:
-        print(f"| {run['name']} | {run['idle_kib'] / 1024:.1f} MiB | {run['peak_kib'] / 1024:.1f} MiB |")
+        print(f"| {run['name']} | {run['idle_kib'] / 1024:.1f} MiB | "
+              f"{run['peak_kib'] / 1024:.1f} MiB |")
+    memory = {run["name"]: {"idle_mib": round(run["idle_kib"] / 1024, 1),
+                            "peak_mib": round(run["peak_kib"] / 1024, 1)} for run in runs}
+    print("BENCH_JSON " + json.dumps({"seconds": args.seconds, "load": [load_before[0],
+          load_after[0]], "rows": summary, "memory": memory}, separators=(",", ":")))
 
 
 if __name__ == "__main__":

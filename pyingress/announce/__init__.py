@@ -10,8 +10,9 @@ One small module per concern:
   default), then gratuitous ARP in both forms Linux accepts, on MetalLB's schedule (5 bursts,
   1.1 s apart), optionally refreshed.
 - ``pool`` / ``allocation``: which Service gets which address, as a pure function.
-- ``reflector`` / ``election`` / ``cluster``: Services and EndpointSlices from the API, one Lease
-  per address (plus one for the allocator), and the wiring between them.
+- ``reflector`` / ``cluster``: Services and EndpointSlices from the API, one Lease per address
+  (plus one for the allocator, both elected with :mod:`pyingress.lease`), and the wiring between
+  them.
 - ``metrics``: Prometheus counters and ``/healthz`` on ``--health-port``.
 
 Timing defaults (lease 2 s, renew 0.5 s, retry 0.25 s, probe window 0.3 s) put a dead node's

@@ -18,10 +18,8 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Iterable
-from typing import Any
 
 from pyingress.announce import allocation
-from pyingress.announce.election import Elector, LeaseTiming, lease_name, micro_time
 from pyingress.announce.frames import ArpFrame, format_mac
 from pyingress.announce.garp import GarpSettings
 from pyingress.announce.metrics import HealthServer
@@ -31,15 +29,20 @@ from pyingress.announce.reflector import Reflector
 from pyingress.announce.responder import Responder
 from pyingress.announce.speaker import Speaker
 from pyingress.cli import StartupError
+from pyingress.lease import LeaseElector, LeaseTiming, micro_time
 from pyingress.model import ObjectRef, Problem
-from pyingress.sources.kubeclient import KubeApi, KubeError, new_api_client
+from pyingress.sources.kubeclient import JSON, KubeApi, KubeError, new_api_client
 
 log = logging.getLogger("pyingress.announce")
 
 IPv4 = ipaddress.IPv4Address
-JSON = dict[str, Any]
 ALLOCATOR_LEASE = "pyingress-announce-allocator"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+def lease_name(ip: object) -> str:
+    """The per-address Lease: ``10.0.0.1`` stands for ``pyingress-announce-10-0-0-1``."""
+    return "pyingress-announce-" + str(ip).replace(".", "-").replace(":", "-")
 
 
 class Cluster:
@@ -52,7 +55,12 @@ class Cluster:
         self.node = str(args.node_name)
         self.namespace = str(args.lease_namespace)
         self.ignore_classless = bool(args.ignore_classless)
-        self.timing = LeaseTiming(args.lease_duration, args.renew_period, args.retry_period)
+        try:
+            self.timing = LeaseTiming(args.lease_duration, args.renew_period, args.retry_period)
+        except ValueError:
+            raise StartupError(
+                "--renew-period must stay below half of --lease-duration, and every period above 0"
+            ) from None
         self.ready_url: str | None = args.require_ready_url
         self.proxy_ready = self.ready_url is None
         self.dirty = asyncio.Event()
@@ -60,11 +68,11 @@ class Cluster:
         self.slices = Reflector(
             api, "/apis/discovery.k8s.io/v1/endpointslices", "EndpointSlice", self.dirty.set
         )
-        self.allocator = Elector(
+        self.allocator = LeaseElector(
             api, self.namespace, ALLOCATOR_LEASE, self.node, self.timing,
             lambda leading: self.dirty.set(),
         )  # fmt: skip
-        self.electors: dict[IPv4, tuple[Elector, asyncio.Task[None]]] = {}
+        self.electors: dict[IPv4, tuple[LeaseElector, asyncio.Task[None]]] = {}
         self._reported: set[Problem] = set()
         speaker.on_conflict = self._conflict
 
@@ -93,7 +101,7 @@ class Cluster:
         while True:
             self.dirty.clear()
             try:
-                if self.allocator.leading:
+                if self.allocator.is_leader:
                     await self._allocate()
                 await self._elect()
             except KubeError as exc:
@@ -168,11 +176,11 @@ class Cluster:
         for ip, services in wanted.items():
             candidate = self.proxy_ready and all(self._has_local_endpoint(s) for s in services)
             if ip not in self.electors:
-                elector = Elector(
+                elector = LeaseElector(
                     self.api, self.namespace, lease_name(ip), self.node, self.timing,
                     functools.partial(self._leadership, ip),
                 )  # fmt: skip
-                elector.candidate = candidate
+                elector.set_candidate(candidate)
                 task = asyncio.get_running_loop().create_task(elector.run())
                 self.electors[ip] = (elector, task)
             else:

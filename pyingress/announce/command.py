@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -23,31 +22,15 @@ from pyingress.announce.probe import ProbeSettings
 from pyingress.announce.responder import Responder
 from pyingress.announce.speaker import Speaker
 from pyingress.cli import StartupError
+from pyingress.commands.argtypes import ipv4, positive_seconds, seconds
 
 log = logging.getLogger("pyingress.announce")
-
-
-def _ipv4(text: str) -> ipaddress.IPv4Address:
-    try:
-        return ipaddress.IPv4Address(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError(f"must be zero or more seconds: {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interface", required=True, help="interface to answer ARP on")
     parser.add_argument(
-        "--address", action="append", type=_ipv4, default=[], metavar="IP",
+        "--address", action="append", type=ipv4, default=[], metavar="IP",
         help="static mode: announce this address (repeatable)",
     )  # fmt: skip
     parser.add_argument(
@@ -67,16 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only serve Services with spec.loadBalancerClass pyingress.io/announcer",
     )  # fmt: skip
     parser.add_argument(
-        "--lease-duration", type=_seconds, default=1.2, metavar="SECONDS",
+        "--lease-duration", type=positive_seconds, default=1.2, metavar="SECONDS",
         help="how long an address's Lease lasts without renewal; failover takes about this "
              "long plus the probe (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--renew-period", type=_seconds, default=0.2, metavar="SECONDS",
+        "--renew-period", type=positive_seconds, default=0.2, metavar="SECONDS",
         help="how often the announcing node renews its Lease (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--retry-period", type=_seconds, default=0.1, metavar="SECONDS",
+        "--retry-period", type=positive_seconds, default=0.1, metavar="SECONDS",
         help="how often other nodes check whether a Lease expired (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
@@ -85,17 +68,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--probe-count", type=int, default=3, help="ARP probes before claiming")
     parser.add_argument(
-        "--probe-interval", type=_seconds, default=0.08, metavar="SECONDS",
+        "--probe-interval", type=seconds, default=0.08, metavar="SECONDS",
         help="gap between ARP probes; the probe window is count x interval (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--conflict-retry", type=_seconds, default=5.0, metavar="SECONDS",
+        "--conflict-retry", type=seconds, default=5.0, metavar="SECONDS",
         help="probe a conflicting address again after this long (0 = never)",
     )  # fmt: skip
     parser.add_argument("--garp-count", type=int, default=5, help="GARP bursts on takeover")
-    parser.add_argument("--garp-interval", type=_seconds, default=1.1, metavar="SECONDS")
+    parser.add_argument("--garp-interval", type=seconds, default=1.1, metavar="SECONDS")
     parser.add_argument(
-        "--garp-refresh", type=_seconds, default=0.0, metavar="SECONDS",
+        "--garp-refresh", type=seconds, default=0.0, metavar="SECONDS",
         help="keep sending a GARP burst this often while holding an address (0 = off)",
     )  # fmt: skip
     parser.add_argument("--health-host", default="0.0.0.0")

@@ -8,14 +8,11 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
 
 from pyingress.model import ObjectRef, ref_of
-from pyingress.sources.kubeclient import Backoff, KubeApi, KubeError
+from pyingress.sources.kubeclient import JSON, Backoff, KubeApi, KubeError
 
 log = logging.getLogger("pyingress.announce")
-
-JSON = dict[str, Any]
 
 
 class Expired(Exception):

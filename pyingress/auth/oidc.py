@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,6 +31,7 @@ from pyingress.auth.cookies import (
     joined,
     parse_cookies,
 )
+from pyingress.auth.options import OIDCSettings
 from pyingress.auth.policy import OIDCClient
 from pyingress.auth.provider import Provider, ProviderError
 from pyingress.routing.table import RouteTable, TableHolder
@@ -41,19 +42,6 @@ CALLBACK_PATH = "/oauth2/callback"
 STATE_LIFETIME = 600
 USED_STATES = 10000
 REFRESH_MARGIN = 60.0
-
-
-@dataclass(frozen=True)
-class OIDCSettings:
-    """The process-wide login configuration (the ``--oidc-*`` flags)."""
-
-    client: OIDCClient | None
-    cookie_secret: bytes = field(repr=False)
-    cookie_domain: str = ""
-    redirect_url: str = ""
-    scopes: str = "openid email profile"
-    groups_claim: str = "groups"
-    cookie_lifetime: int = 7 * 24 * 3600
 
 
 @dataclass

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pyingress.auth.oidc import OIDCSettings
 from pyingress.auth.policy import OIDCClient
 from pyingress.cli import StartupError
 
@@ -20,6 +20,22 @@ log = logging.getLogger("pyingress.auth")
 DEFAULT_SCOPES = "openid email profile"
 WEEK = 7 * 24 * 3600
 
+
+@dataclass(frozen=True)
+class OIDCSettings:
+    """The process-wide login configuration (the ``--oidc-*`` flags).
+
+    Defined here rather than beside the login code so that checking the flags at startup does
+    not load the HTTP and JOSE libraries a process without logins never uses.
+    """
+
+    client: OIDCClient | None
+    cookie_secret: bytes = field(repr=False)
+    cookie_domain: str = ""
+    redirect_url: str = ""
+    scopes: str = "openid email profile"
+    groups_claim: str = "groups"
+    cookie_lifetime: int = WEEK
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("login with OpenID Connect (annotation auth-oidc)")

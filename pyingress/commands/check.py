@@ -11,17 +11,22 @@ from pyingress.commands.options import (
     load_once,
 )
 from pyingress.compat.report import print_report
+from pyingress.tls.check import certificate_problems
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
     add_class_arguments(parser)
+    parser.add_argument("--default-ssl-certificate", metavar="NS/NAME",
+                        help="also check this Secret, as serve would serve it")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     loaded = load_once(args)
     result = loaded.result
     lines = all_problems(result, loaded.file_problems)
+    tls = certificate_problems(loaded.snapshot, result.table, args.default_ssl_certificate)
+    lines += [str(p) for p in sorted(tls, key=lambda p: (p.ref, p.reason, p.message))]
     for line in lines:
         print(line)
     changes = print_report(loaded.snapshot)

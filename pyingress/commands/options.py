@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pyingress.cli import StartupError
 from pyingress.model import Problem, Snapshot
 from pyingress.routing.compiler import CompileOptions, CompileResult, compile_routes
-from pyingress.sources.cluster import ClusterSettings, ClusterSource, load_cluster
 from pyingress.sources.files import FileProblem, ManifestError, ManifestSource, load_folder
 from pyingress.sources.store import ObjectStore
+
+if TYPE_CHECKING:
+    from pyingress.sources.cluster import ClusterSource
 
 
 class Source(Protocol):
@@ -65,6 +67,7 @@ def compile_options(args: argparse.Namespace) -> CompileOptions:
         controller_name=args.controller_name,
         watch_ingress_without_class=bool(args.watch_ingress_without_class or args.manifests),
         namespace=args.namespace or None,
+        ssl_passthrough=bool(getattr(args, "enable_ssl_passthrough", False)),
     )
 
 
@@ -78,8 +81,13 @@ def _require_manifests(args: argparse.Namespace) -> str:
 
 
 def open_source(args: argparse.Namespace, store: ObjectStore) -> ManifestSource | ClusterSource:
-    """The source the flags name, checked enough that a bad flag fails before serving."""
+    """The source the flags name, checked enough that a bad flag fails before serving.
+
+    The cluster source (and with it the Kubernetes client) is imported only in cluster mode.
+    """
     if args.kubeconfig or args.in_cluster:
+        from pyingress.sources.cluster import ClusterSettings, ClusterSource
+
         try:
             settings = ClusterSettings.from_args(args, compile_options(args))
         except ValueError as exc:
@@ -106,6 +114,8 @@ def load_once(args: argparse.Namespace) -> Loaded:
     """Read the source once and compile it: what ``check`` and ``routes`` report on."""
     file_problems: list[FileProblem] = []
     if args.kubeconfig or args.in_cluster:
+        from pyingress.sources.cluster import load_cluster
+
         try:
             store = load_cluster(args, compile_options(args))
         except ValueError as exc:

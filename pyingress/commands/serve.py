@@ -19,6 +19,7 @@ from typing import Any
 
 from pyingress.auth.options import add_arguments as add_auth_arguments
 from pyingress.cli import StartupError
+from pyingress.commands import argtypes
 from pyingress.commands.options import (
     add_class_arguments,
     add_source_arguments,
@@ -26,47 +27,10 @@ from pyingress.commands.options import (
     open_source,
 )
 from pyingress.observability.logs import LEVELS, setup_logging
-from pyingress.sources.cluster import add_cluster_arguments
+from pyingress.sources.clustersettings import add_cluster_arguments
 from pyingress.tls.service import add_arguments as add_tls_arguments
 
 log = logging.getLogger("pyingress.serve")
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 3600 seconds")
-    return value
-
-
-def _namespaced_name(text: str) -> str:
-    namespace, slash, name = text.partition("/")
-    if not slash or not namespace or not name or "/" in name:
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAMESPACE/NAME")
-    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,22 +42,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--bind", default="0.0.0.0", metavar="ADDRESS",
         help="address the HTTP, HTTPS and health ports listen on (default: %(default)s)")
-    add("--http-port", type=_port, default=80, metavar="PORT",
+    add("--http-port", type=argtypes.port, default=80, metavar="PORT",
         help="plain HTTP port (default: %(default)s)")
-    add("--https-port", type=_port, default=443, metavar="PORT",
+    add("--https-port", type=argtypes.port, default=443, metavar="PORT",
         help="HTTPS port (default: %(default)s)")
-    add("--health-port", type=_port, default=10254, metavar="PORT",
+    add("--health-port", type=argtypes.port, default=10254, metavar="PORT",
         help="port of /healthz, /readyz and /metrics (default: %(default)s)")
-    add("--workers", type=_positive, default=1, metavar="N",
+    add("--workers", type=argtypes.positive_int, default=1, metavar="N",
         help="processes sharing the ports with SO_REUSEPORT (default: 1)")
     publish = parser.add_mutually_exclusive_group()
     publish.add_argument("--publish-address", metavar="IP",
                          help="address written into served Ingresses' status")
-    publish.add_argument("--publish-service", type=_namespaced_name, metavar="NS/NAME",
+    publish.add_argument("--publish-service", type=argtypes.namespaced_name, metavar="NS/NAME",
                          help="copy the status address from this LoadBalancer Service")
-    add("--default-ssl-certificate", type=_namespaced_name, metavar="NS/NAME",
+    add("--default-ssl-certificate", type=argtypes.namespaced_name, metavar="NS/NAME",
         help="Secret served to clients whose SNI matches no certificate")
-    add("--shutdown-grace", type=_seconds, default=10.0, metavar="SECONDS",
+    add("--enable-ssl-passthrough", action="store_true",
+        help="route TLS by SNI to the backends of ssl-passthrough Ingresses, without "
+             "terminating it (the HTTPS port peeks at every ClientHello)")
+    add("--shutdown-grace", type=argtypes.seconds, default=10.0, metavar="SECONDS",
         help="how long in-flight requests may finish after SIGTERM (default: %(default)s)")
     add("--log-level", choices=LEVELS, default="info",
         help="least severe level logged (default: %(default)s)")
@@ -146,7 +113,7 @@ class Controller:
 
         args = self.args
         self.store = store = ObjectStore()
-        source = open_source(args, store)
+        source = self.source = open_source(args, store)
         self.readiness = Readiness("source", "routes", "listeners")
         self.registry = create_registry()
         if self.index == 0:
@@ -162,8 +129,13 @@ class Controller:
                                 RouteTableMetrics(self.registry))  # fmt: skip
         self.reconciler = reconciler
         observe_problems = getattr(source, "observe_problems", None)
+        self.problem_feed: Any = None
         if observe_problems is not None:
-            reconciler.on_problems(observe_problems)
+            from pyingress.tls.service import ProblemFeed
+
+            # Compile and certificate problems reach the source's Events together.
+            self.problem_feed = ProblemFeed(observe_problems)
+            reconciler.on_problems(self.problem_feed.compiled)
         self._tasks.append(asyncio.create_task(reconciler.run(), name="reconciler"))
         await reconciler.wait_compiled(store.version)
         self.readiness.done("routes")
@@ -219,7 +191,9 @@ class Controller:
         """Listen on ``--https-port`` with SNI certificates that follow the Secrets (and ACME)."""
         from pyingress.tls.service import TLSService
 
-        self.tls = TLSService(self.args)
+        cluster: Any = self.source if self.args.kubeconfig or self.args.in_cluster else None
+        feed = self.problem_feed
+        self.tls = TLSService(self.args, cluster=cluster, report=feed.tls if feed else None)
         self._closers_async.append(self.tls.close)
         await self.tls.start(
             self.proxy, self.store, self.holder, self.reconciler, reuse_port=self.shared_ports

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from pyingress.proxy import errors
 from pyingress.proxy.headers import (
     DATE,
+    HOP_BY_HOP,
     REQUEST_DROPPED,
     RESPONSE_DROPPED,
     connection_tokens,
@@ -186,6 +187,7 @@ class ProxyExchange(Exchange):
         "endpoint",
         "framing",
         "head_sent",
+        "held",
         "keep_alive",
         "pending",
         "retried",
@@ -207,6 +209,8 @@ class ProxyExchange(Exchange):
         self.tunnel_pending: list[bytes] = []
         self.body_done = not request.has_body
         self.head_sent = False
+        self.held = b""
+        """The response head, written together with the first body bytes (one send, not two)."""
         self.keep_alive = False
         self.retried = False
         self.framing = NO_BODY
@@ -229,7 +233,8 @@ class ProxyExchange(Exchange):
         self.upstream_head = upstream_request_head(self.request, conn, endpoint)
         if self.request.expect_continue and not self.body_done:
             conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        upstream = server.pool.acquire(endpoint)
+        key = endpoint if self.traffic is None else proxying.pool_key(self, endpoint)
+        upstream = server.pool.acquire(key)
         if upstream is None:
             self.connect()
         else:
@@ -261,6 +266,8 @@ class ProxyExchange(Exchange):
         except OSError:
             self._connect_failed(502, errors.CONNECT_REFUSED)
         else:
+            if tls is not None:
+                upstream.key = (endpoint, tls, server_name)
             if self.done:
                 server.pool.release(upstream)
             else:
@@ -332,7 +339,8 @@ class ProxyExchange(Exchange):
             lname = name.lower()
             if lname in RESPONSE_DROPPED:
                 if lname == b"connection":
-                    named = connection_tokens(value)
+                    # Hop-by-hop names are dropped anyway: ``keep-alive`` costs no second pass.
+                    named = connection_tokens(value) - HOP_BY_HOP
                 elif lname == b"transfer-encoding":
                     te_chunked = True
                 elif lname == b"upgrade":
@@ -374,29 +382,49 @@ class ProxyExchange(Exchange):
         parts.append(b"\r\n")
         self.keep_alive = keep_alive
         self.head_sent = True
-        self.conn.transport.write(b"".join(parts))
+        self.held = b"".join(parts)
         return until_close
+
+    def flush(self) -> None:
+        """Send a held response head: the upstream's bytes so far have all been handled."""
+        held = self.held
+        if held:
+            self.held = b""
+            self.conn.transport.write(held)
 
     def response_body(self, data: bytes) -> None:
         framing = self.framing
+        held = self.held
+        if held:
+            self.held = b""
         if framing == RAW:
-            self.conn.transport.write(data)
+            if held:
+                self.conn.transport.writelines((held, data))
+            else:
+                self.conn.transport.write(data)
         elif framing == CHUNKED:
-            self.conn.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            self.conn.transport.writelines((held, b"%x\r\n" % len(data), data, b"\r\n"))
+        elif held:
+            self.conn.transport.write(held)
 
     def response_end(self) -> None:
         """The upstream delivered the whole response (the connection is already released)."""
         self.upstream = None
         if self.done:
             return
+        held = self.held
+        self.held = b""
         if self.framing == CHUNKED:
-            self.conn.transport.write(LAST_CHUNK)
+            self.conn.transport.write(held + LAST_CHUNK)
+        elif held:
+            self.conn.transport.write(held)
         self.conn.resume(self.conn.PAUSE_UPLOAD)
         self.finish(self.status, self.keep_alive, self.route)
 
     def switched(self, upstream: UpstreamConnection, tail: bytes) -> None:
         """The upstream answered 101: from now on bytes flow both ways unchanged."""
         conn = self.conn
+        self.flush()
         if tail:
             conn.transport.write(tail)
         if self.tunnel_pending:
@@ -424,6 +452,7 @@ class ProxyExchange(Exchange):
         self.upstream = None
         if self.done:
             return
+        self.flush()
         self.conn.transport.abort()
         self.finish(self.status or 502, False, self.route)
 
@@ -435,6 +464,7 @@ class ProxyExchange(Exchange):
         request = self.request
         conn = self.conn
         if self.head_sent:
+            self.flush()
             conn.transport.abort()
             self.finish(status, False, self.route)
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl as ssl_module
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyingress.policy.filters import FilterChains
@@ -67,6 +68,9 @@ class ProxyServer:
         self.chains = FilterChains()
         self.traffic = TrafficRuntime(self.balancer)
         self.closing = False
+        self.on_close: list[Callable[[], object]] = []
+        """Called when the server stops accepting: closes listeners :meth:`listen` did not
+        make (the ssl-passthrough one)."""
         self._servers: list[asyncio.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pool: UpstreamPool | None = None
@@ -164,6 +168,8 @@ class ProxyServer:
         self.closing = True
         for server in self._servers:
             server.close()
+        for stop in self.on_close:
+            stop()
         for conn in list(self.connections):
             if conn.is_idle():
                 conn.close()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, cast
 
 import httptools
@@ -42,6 +43,8 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: UpstreamPool, endpoint: Endpoint) -> None:
         self.pool = pool
         self.endpoint = endpoint
+        self.key: Hashable = endpoint
+        """What the pool files it under: a TLS connection also by its context and name."""
         self.loop = pool.loop
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser: Any = httptools.HttpResponseParser(self)
@@ -146,6 +149,8 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             if self._switching:
                 self._switch(b"")
+            elif self.exchange is not None and self.exchange.held:
+                self.exchange.flush()
 
     def on_message_begin(self) -> None:
         self._reason = b""
@@ -235,10 +240,11 @@ class UpstreamPool:
         self.loop = loop
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
-        self._idle: dict[Endpoint, list[UpstreamConnection]] = {}
+        self._idle: dict[Hashable, list[UpstreamConnection]] = {}
 
-    def acquire(self, endpoint: Endpoint) -> UpstreamConnection | None:
-        idle = self._idle.get(endpoint)
+    def acquire(self, key: Hashable) -> UpstreamConnection | None:
+        """An idle connection filed under ``key`` (an Endpoint, or a TLS connection's key)."""
+        idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             if not conn.closed:
@@ -246,9 +252,9 @@ class UpstreamPool:
         return None
 
     def release(self, conn: UpstreamConnection) -> None:
-        idle = self._idle.get(conn.endpoint)
+        idle = self._idle.get(conn.key)
         if idle is None:
-            idle = self._idle[conn.endpoint] = []
+            idle = self._idle[conn.key] = []
         if len(idle) >= self.max_idle:
             conn.closed = True
             conn.transport.close()
@@ -257,7 +263,7 @@ class UpstreamPool:
         idle.append(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:
-        idle = self._idle.get(conn.endpoint)
+        idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
 

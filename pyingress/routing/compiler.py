@@ -32,6 +32,7 @@ from pyingress.routing.table import (
     RouteTable,
     TLSHost,
 )
+from pyingress.tls.policy import wants_builtin_acme
 from pyingress.traffic.passes import TrafficPass
 
 
@@ -42,6 +43,8 @@ class CompileOptions:
     watch_ingress_without_class: bool = False
     namespace: str | None = None
     """Only compile Ingresses of this namespace (None: all)."""
+    ssl_passthrough: bool = False
+    """``serve --enable-ssl-passthrough``; without it ``ssl-passthrough`` is a warning."""
 
 
 @dataclass(slots=True)
@@ -148,7 +151,7 @@ class _Compiler:
             if self._in_scope(ingress) and owns_ingress(ingress, classes, self.options)
         ]
         ingresses.sort(key=_age)
-        traffic = TrafficPass(self.snapshot)
+        traffic = TrafficPass(self.snapshot, self.options.ssl_passthrough)
         for ingress in ingresses:
             ref = ref_of(ingress, "Ingress")
             try:
@@ -196,7 +199,7 @@ class _Compiler:
                 parsed.routes.append(Route(ref, host, path, path_type, backend, policy))
         if not spec.get("rules") and parsed.default is None:
             raise IngressError("NoRules", "the Ingress has neither rules nor a defaultBackend")
-        self._parse_tls(ref, spec, parsed)
+        self._parse_tls(ref, ingress, spec, parsed)
         return parsed
 
     def _backend(self, ref: ObjectRef, raw: Any, parsed: _ParsedIngress) -> Backend:
@@ -236,12 +239,15 @@ class _Compiler:
             label = f"{ref.namespace}/{service['name']}:{number or name}"
             return Backend(label, (), str(exc).lower())
 
-    def _parse_tls(self, ref: ObjectRef, spec: dict[str, Any], parsed: _ParsedIngress) -> None:
+    def _parse_tls(
+        self, ref: ObjectRef, ingress: KubeObject, spec: dict[str, Any], parsed: _ParsedIngress
+    ) -> None:
         """TLS hosts of one Ingress; an entry without ``hosts`` covers the rule hosts left over."""
         entries = sorted(spec.get("tls") or [], key=lambda entry: not entry.get("hosts"))
+        issued_here = wants_builtin_acme((ingress.get("metadata") or {}).get("annotations") or {})
         covered: dict[str, TLSHost] = {}
         for entry in entries:
-            secret = self._tls_secret(ref, entry.get("secretName"), parsed)
+            secret = self._tls_secret(ref, entry.get("secretName"), parsed, issued_here)
             listed = [parse_host(host) for host in entry.get("hosts") or []]
             hosts = listed or [host for host in parsed.hosts if host and host not in covered]
             for host in hosts:
@@ -249,12 +255,13 @@ class _Compiler:
         parsed.tls = list(covered.values())
 
     def _tls_secret(
-        self, ref: ObjectRef, secret_name: str | None, parsed: _ParsedIngress
+        self, ref: ObjectRef, secret_name: str | None, parsed: _ParsedIngress, issued_here: bool
     ) -> ObjectRef | None:
+        """The Secret a ``tls:`` entry names; missing is a warning unless built-in ACME makes it."""
         if not secret_name:
             return None
         secret = ObjectRef("Secret", ref.namespace, secret_name)
-        if self.snapshot.get("Secret", ref.namespace, secret_name) is None:
+        if not issued_here and self.snapshot.get("Secret", ref.namespace, secret_name) is None:
             parsed.problems.append(
                 Problem(
                     ref,

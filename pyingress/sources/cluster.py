@@ -43,6 +43,18 @@ class ClusterSource:
         self.events: Any = None
         self._task: asyncio.Task[None] | None = None
         self._pending_problems: list[Problem] | None = None
+        self._api: KubeApi | None = None
+
+    @property
+    def api(self) -> KubeApi | None:
+        """The API client, once :meth:`run` has started (TLS writes ACME Secrets with it)."""
+        return self._api
+
+    @property
+    def leadership(self) -> Any:
+        """This replica's election (``is_leader``, ``subscribe``), or None when it does not
+        campaign (``--no-update-status``). Work only one replica may do gates on it."""
+        return self.elector
 
     def observe_problems(self, problems: Iterable[Problem]) -> None:
         """The reconciler's ``on_problems`` hook: compile problems become Events."""
@@ -54,7 +66,7 @@ class ClusterSource:
     async def run(self) -> None:
         self._task = asyncio.current_task()
         s = self.settings
-        api = KubeApi(await new_api_client(s.kubeconfig, s.in_cluster))
+        api = self._api = KubeApi(await new_api_client(s.kubeconfig, s.in_cluster))
         extra = [s.default_certificate] if s.default_certificate else []
         kube = KubeSource(api, self.store, s.options.namespace, extra_secrets=extra)
         try:

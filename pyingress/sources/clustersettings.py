@@ -13,6 +13,7 @@ import concurrent.futures
 import os
 from dataclasses import dataclass, field
 
+from pyingress.commands.argtypes import positive_seconds
 from pyingress.model import ObjectRef
 from pyingress.routing.compiler import CompileOptions
 
@@ -20,16 +21,6 @@ from pyingress.routing.compiler import CompileOptions
 def pod_namespace(default: str = "default") -> str:
     """The namespace this pod runs in (downward API), or ``default`` outside a cluster."""
     return os.environ.get("POD_NAMESPACE") or default
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"{value} must be above 0 and at most 3600 seconds")
-    return value
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,13 +32,13 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         help="name of the Lease replicas elect the status writer with (default: %(default)s)")
     add("--election-namespace", default=None, metavar="NS",
         help="namespace of that Lease (default: $POD_NAMESPACE, else 'default')")
-    add("--election-lease-duration", type=_seconds, default=15.0, metavar="SECONDS",
+    add("--election-lease-duration", type=positive_seconds, default=15.0, metavar="SECONDS",
         help="how long a leader's Lease lasts without renewal (default: %(default)s)")
-    add("--election-renew-deadline", type=_seconds, default=10.0, metavar="SECONDS",
+    add("--election-renew-deadline", type=positive_seconds, default=10.0, metavar="SECONDS",
         help="a leader that cannot renew for this long stops writing (default: %(default)s)")
-    add("--election-retry-period", type=_seconds, default=2.0, metavar="SECONDS",
+    add("--election-retry-period", type=positive_seconds, default=2.0, metavar="SECONDS",
         help="how often candidates try and leaders renew (default: %(default)s)")
-    add("--event-interval", type=_seconds, default=60.0, metavar="SECONDS",
+    add("--event-interval", type=positive_seconds, default=60.0, metavar="SECONDS",
         help="bump a repeated Event's count at most this often (default: %(default)s)")
 
 

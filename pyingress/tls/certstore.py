@@ -102,7 +102,11 @@ class CertificateStore:
         return self._mapping.default
 
     def update(self, snapshot: Snapshot, table: RouteTable) -> list[Problem]:
-        """Rebuild the mapping from the Secrets for ``table.tls_hosts``; swap it in."""
+        """Rebuild the mapping from the Secrets for ``table.tls_hosts``; swap it in.
+
+        A missing Secret is not reported here: the compiler already reports it
+        (``SecretNotFound``), and twice would mean two Events.
+        """
         now = self._clock()
         problems: list[Problem] = []
         reported: set[tuple[ObjectRef, ObjectRef]] = set()
@@ -115,8 +119,10 @@ class CertificateStore:
             if tls_host.secret is None:
                 continue
             bundle, error = self._bundle_for(snapshot, tls_host.secret, now)
-            if error is not None and (tls_host.ingress, tls_host.secret) not in reported:
-                reported.add((tls_host.ingress, tls_host.secret))
+            key = (tls_host.ingress, tls_host.secret)
+            missing = snapshot.get("Secret", key[1].namespace, key[1].name) is None
+            if error is not None and key not in reported and not missing:
+                reported.add(key)
                 problems.append(_problem(tls_host.ingress, tls_host.secret, error, bundle))
             if bundle is None:
                 continue
@@ -188,7 +194,5 @@ class CertificateStore:
 def _problem(
     ingress: ObjectRef, secret: ObjectRef, error: str, serving: CertificateBundle | None
 ) -> Problem:
-    if "not found" in error:
-        return Problem(ingress, "SecretNotFound", error, Severity.WARNING)
     keeps = "the previous certificate keeps serving" if serving else "serving the default one"
     return Problem(ingress, "InvalidCertificate", f"{error}; {keeps}")

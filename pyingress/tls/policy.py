@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyingress.model import Problem, Severity
 from pyingress.routing.paths import normalize_host
@@ -22,6 +22,16 @@ PREFIXES = ("pyingress.io/", "nginx.ingress.kubernetes.io/")
 """Annotation prefixes, strongest first: a native annotation wins over the nginx one."""
 
 ACME_ANNOTATIONS = ("pyingress.io/acme", "kubernetes.io/tls-acme")
+CERT_MANAGER_ANNOTATIONS = ("cert-manager.io/issuer", "cert-manager.io/cluster-issuer")
+
+
+def wants_builtin_acme(annotations: Mapping[str, Any]) -> bool:
+    """Whether an Ingress asks built-in ACME for its certificates (cert-manager's stay its own)."""
+    if any(name in annotations for name in CERT_MANAGER_ANNOTATIONS):
+        return False
+    values = (str(annotations.get(name, "")).strip().lower() for name in ACME_ANNOTATIONS)
+    return "true" in values
+
 
 ONE_YEAR = 31536000
 REDIRECT_STATUS = 308

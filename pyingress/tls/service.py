@@ -11,19 +11,23 @@ import argparse
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyingress.cli import StartupError
 from pyingress.model import ObjectRef, Problem, Snapshot
 from pyingress.routing.table import RouteTable, TableHolder
-from pyingress.tls.acme.client import LETS_ENCRYPT, AcmeClient, http_client
-from pyingress.tls.acme.manager import AcmeManager, load_account_key
+from pyingress.tls.acme import LETS_ENCRYPT
 from pyingress.tls.acme.responder import CHALLENGE_PREFIX, ChallengeResponder
 from pyingress.tls.acme.sink import CertificateSink, FolderSink, KubernetesSink
 from pyingress.tls.certstore import CertificateStore
 from pyingress.tls.filter import install as install_filter
 from pyingress.tls.trust import TrustedProxies
+from pyingress.traffic.passthrough import listen_https
+
+if TYPE_CHECKING:
+    from pyingress.tls.acme.manager import AcmeManager
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,52 @@ class _Store(Protocol):
 
 class _Reconciler(Protocol):
     async def wait_compiled(self, version: int) -> None: ...
+
+
+class Leadership(Protocol):
+    """The replica election (:class:`~pyingress.status.leader.LeaderElector` fits)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    def subscribe(self, listener: Callable[[bool], None]) -> None: ...
+
+
+class ClusterLink(Protocol):
+    """What cluster mode lends TLS: its API client and its election.
+
+    :class:`~pyingress.sources.cluster.ClusterSource` provides both once it runs.
+    """
+
+    @property
+    def api(self) -> Any: ...
+
+    @property
+    def leadership(self) -> Leadership | None: ...
+
+
+ProblemsObserver = Callable[[list[Problem]], None]
+
+
+class ProblemFeed:
+    """Compile problems and TLS problems, handed together to one observer.
+
+    The Events recorder takes whole lists (a problem missing from the latest list is solved),
+    so the two producers must not take turns replacing each other's problems.
+    """
+
+    def __init__(self, observer: ProblemsObserver) -> None:
+        self._observer = observer
+        self._compiled: list[Problem] = []
+        self._tls: list[Problem] = []
+
+    def compiled(self, problems: list[Problem]) -> None:
+        self._compiled = list(problems)
+        self._observer([*self._compiled, *self._tls])
+
+    def tls(self, problems: list[Problem]) -> None:
+        self._tls = list(problems)
+        self._observer([*self._compiled, *self._tls])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +117,14 @@ def _trusted(text: str) -> TrustedProxies:
 class TLSService:
     """Owns the certificate store, the HTTPS listener and the ACME manager of one process."""
 
-    def __init__(self, args: argparse.Namespace, sink: CertificateSink | None = None) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        sink: CertificateSink | None = None,
+        *,
+        cluster: ClusterLink | None = None,
+        report: ProblemsObserver | None = None,
+    ) -> None:
         self.args = args
         default = getattr(args, "default_ssl_certificate", None)
         default_ref = None
@@ -79,7 +136,12 @@ class TLSService:
         self.responder = ChallengeResponder()
         self.acme: AcmeManager | None = None
         self._sink = sink
+        self._cluster = cluster
+        self._report = report
         self._tasks: list[asyncio.Task[None]] = []
+        self._acme_task: asyncio.Task[None] | None = None
+        self._current: tuple[Snapshot, RouteTable] = (Snapshot(), RouteTable())
+        self._cert_problems: list[Problem] = []
         self.problems: list[Problem] = []
         install_filter(args.https_port)
 
@@ -98,17 +160,19 @@ class TLSService:
         self.refresh(store.snapshot(), holder.table)
         proxy.mount(CHALLENGE_PREFIX, self.responder)
         try:
-            await proxy.listen(self.args.bind, self.args.https_port,
-                               ssl=self.certificates.listening_context, scheme="https",
-                               reuse_port=reuse_port)  # fmt: skip
+            if getattr(self.args, "enable_ssl_passthrough", False):
+                listen_https(proxy, self.args.bind, self.args.https_port,
+                             self.certificates.listening_context, reuse_port)  # fmt: skip
+            else:
+                await proxy.listen(self.args.bind, self.args.https_port,
+                                   ssl=self.certificates.listening_context, scheme="https",
+                                   reuse_port=reuse_port)  # fmt: skip
         except OSError as exc:
             raise StartupError(
                 f"--https-port: cannot listen on {self.args.bind}:{self.args.https_port}: "
                 f"{exc.strerror or exc}"
             ) from None
-        await self._start_acme()
-        if self.acme is not None:
-            self.acme.update(store.snapshot(), holder.table)
+        self._start_acme()
         changed = asyncio.Event()
         store.subscribe(changed.set)
         self._tasks.append(asyncio.create_task(
@@ -116,14 +180,24 @@ class TLSService:
 
     def refresh(self, snapshot: Snapshot, table: RouteTable) -> list[Problem]:
         """Swap in the certificates for ``table``; returns (and keeps) what is wrong."""
-        problems = self.certificates.update(snapshot, table)
+        self._current = (snapshot, table)
         if self.acme is not None:
             self.acme.update(snapshot, table)
+        self._cert_problems = self.certificates.update(snapshot, table)
+        return self._publish_problems()
+
+    def _publish_problems(self) -> list[Problem]:
+        """Log what is newly wrong and hand the whole list to the problem observer."""
+        problems = list(self._cert_problems)
+        if self.acme is not None:
             problems += self.acme.problems()
         for problem in set(problems) - set(self.problems):
             log.warning("tls problem object=%s reason=%s detail=%r",
                         problem.ref, problem.reason, problem.message)  # fmt: skip
+        changed = problems != self.problems
         self.problems = problems
+        if changed and self._report is not None:
+            self._report(problems)
         return problems
 
     async def _follow(
@@ -136,15 +210,62 @@ class TLSService:
             await reconciler.wait_compiled(version)
             self.refresh(store.snapshot(), holder.table)
 
-    async def _start_acme(self) -> None:
-        sink = self._sink or self._default_sink()
-        if sink is None:
+    def _start_acme(self) -> None:
+        """Run ACME here: always in manifests mode, only while elected in cluster mode.
+
+        Replicas share the certificates through the API (the leader writes the Secret, every
+        replica's source sees it), so exactly one of them may talk to the CA.
+        """
+        cluster = self._cluster
+        if cluster is None:
+            sink = self._sink or self._default_sink()
+            if sink is not None:
+                self._acme_task = asyncio.create_task(self._run_acme(sink), name="acme")
             return
-        key = await load_account_key(sink)
-        client = AcmeClient(self.args.acme_directory, key, email=self.args.acme_email,
-                            http=http_client(self.args.acme_ca_bundle))  # fmt: skip
-        self.acme = AcmeManager(client, sink, self.responder)
-        self._tasks.append(asyncio.create_task(self.acme.run(), name="acme"))
+        leadership = cluster.leadership
+        if leadership is None:
+            log.warning("ACME: no leader election (--no-update-status), so no replica orders "
+                        "certificates for Ingresses annotated pyingress.io/acme")  # fmt: skip
+            return
+        from pyingress.sources.clustersettings import pod_namespace
+
+        sink = self._sink or KubernetesSink(cluster.api, pod_namespace())
+        leadership.subscribe(lambda leader: self._lead(leader, sink))
+        self._lead(leadership.is_leader, sink)
+
+    def _acme_problems_changed(self) -> None:
+        self._publish_problems()
+
+    def _lead(self, leader: bool, sink: CertificateSink) -> None:
+        running = self._acme_task is not None and not self._acme_task.done()
+        if leader and not running:
+            log.info("ACME: this replica is the leader; it orders the certificates")
+            self._acme_task = asyncio.create_task(self._run_acme(sink), name="acme")
+        elif not leader and running and self._acme_task is not None:
+            log.info("ACME: leadership lost; orders stop here")
+            self._acme_task.cancel()
+
+    async def _run_acme(self, sink: CertificateSink) -> None:
+        from pyingress.tls.acme.client import AcmeClient, http_client
+        from pyingress.tls.acme.manager import AcmeManager, load_account_key
+
+        try:
+            key = await load_account_key(sink)
+            client = AcmeClient(self.args.acme_directory, key, email=self.args.acme_email,
+                                http=http_client(self.args.acme_ca_bundle))  # fmt: skip
+            manager = AcmeManager(client, sink, self.responder)
+            manager.on_problems = self._acme_problems_changed
+            self.acme = manager
+            manager.update(*self._current)
+            self._publish_problems()
+            await manager.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("ACME stopped")
+        finally:
+            self.acme = None
+            self._publish_problems()
 
     def _default_sink(self) -> CertificateSink | None:
         storage = getattr(self.args, "acme_storage", None)
@@ -152,12 +273,9 @@ class TLSService:
             return FolderSink(Path(storage))
         return None
 
-    @staticmethod
-    def kubernetes_sink(core_v1: Any, namespace: str) -> CertificateSink:
-        """The cluster-mode sink; ``serve`` passes it in as ``sink`` when it has an API client."""
-        return KubernetesSink(core_v1, namespace)
-
     async def close(self) -> None:
+        if self._acme_task is not None:
+            self._tasks.append(self._acme_task)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -19,8 +19,9 @@ from pyingress.traffic.regex import RegexHostRoutes, uses_regex
 class TrafficPass:
     """Collects canary routes while the compiler applies Ingresses, then finishes the table."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, ssl_passthrough: bool = False) -> None:
         self.snapshot = snapshot
+        self.ssl_passthrough = ssl_passthrough
         self.canaries: list[Route] = []
 
     def take(self, routes: list[Route]) -> list[Route]:
@@ -32,6 +33,8 @@ class TrafficPass:
 
     def finish(self, table: RouteTable) -> list[Problem]:
         problems: list[Problem] = []
+        if not self.ssl_passthrough:
+            self._passthrough_disabled(table, problems)
         self._service_upstream(table, problems)
         for route in self.canaries:
             key, routes = _slot(table, route.host)
@@ -41,6 +44,26 @@ class TrafficPass:
         self._www_aliases(table)
         self._regex_hosts(table, problems)
         return problems
+
+    @staticmethod
+    def _passthrough_disabled(table: RouteTable, problems: list[Problem]) -> None:
+        """``ssl-passthrough`` needs ``--enable-ssl-passthrough``, as in ingress-nginx."""
+        flagged = {
+            route.ingress
+            for route in table.routes()
+            if route.policy.traffic is not None and route.policy.traffic.ssl_passthrough
+        }
+        for ingress in sorted(flagged, key=str):
+            problems.append(
+                Problem(
+                    ingress,
+                    "SSLPassthroughDisabled",
+                    "ssl-passthrough is ignored: start pyingress serve with "
+                    "--enable-ssl-passthrough to relay its TLS to the backend; until then "
+                    "pyingress terminates TLS for its hosts",
+                    Severity.WARNING,
+                )
+            )
 
     def _service_upstream(self, table: RouteTable, problems: list[Problem]) -> None:
         for name, routes in list(table.host_routes()):

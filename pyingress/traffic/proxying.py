@@ -9,6 +9,7 @@ other helpers only when :func:`begin` left a :class:`TrafficState` on the exchan
 from __future__ import annotations
 
 import ssl
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -112,6 +113,19 @@ def connect_options(
     return timeout, runtime.ssl_context(upstream.ssl), name
 
 
+def pool_key(exchange: ProxyExchange, endpoint: Endpoint) -> Hashable:
+    """What idle upstream connections for this attempt are filed under.
+
+    A TLS connection opened for one ``proxy-ssl-*`` policy (context and server name) must
+    never serve another, nor a plain-HTTP route to the same endpoint.
+    """
+    state = exchange.traffic
+    if state is None or state.policy.upstream.ssl is None:
+        return endpoint
+    _, tls, server_name = connect_options(exchange, exchange.conn.server.config)
+    return (endpoint, tls, server_name)
+
+
 def timeouts(exchange: ProxyExchange, config: ProxyConfig) -> tuple[float, float]:
     """``(send, read)`` idle timeouts for this exchange."""
     state = exchange.traffic
@@ -161,7 +175,7 @@ def retry_elsewhere(exchange: ProxyExchange) -> bool:
     state.tried.add(choice.endpoint)
     exchange.endpoint = choice.endpoint
     exchange.upstream_head = upstream_request_head(exchange.request, exchange.conn, choice.endpoint)
-    pooled = server.pool.acquire(choice.endpoint) if not upstream.ssl else None
+    pooled = server.pool.acquire(pool_key(exchange, choice.endpoint))
     if pooled is None:
         exchange.connect()
     else:

@@ -1,4 +1,4 @@
-"""Lease election against the API-server double over real HTTP (no privileges needed)."""
+"""Lease election with announcer timings, against the API-server double over real HTTP."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from kubernetes_asyncio import client
 
-from pyingress.announce.election import Elector, LeaseTiming
+from pyingress.lease import LeaseElector, LeaseTiming
 from pyingress.sources.kubeclient import KubeApi
 from tests.support.fake_apiserver import FakeApiServer
 from tests.support.net import wait_until_async
@@ -26,15 +26,15 @@ async def api(api_client: client.ApiClient) -> AsyncIterator[KubeApi]:
 class Runner:
     def __init__(self, api: KubeApi) -> None:
         self.api = api
-        self.tasks: dict[Elector, asyncio.Task[None]] = {}
+        self.tasks: dict[LeaseElector, asyncio.Task[None]] = {}
 
-    def start(self, name: str, log: list[tuple[str, bool]]) -> Elector:
-        elector = Elector(self.api, "default", "test-lease", name, TIMING,
-                          lambda leading: log.append((name, leading)))  # fmt: skip
+    def start(self, name: str, log: list[tuple[str, bool]]) -> LeaseElector:
+        elector = LeaseElector(self.api, "default", "test-lease", name, TIMING,
+                               lambda leading: log.append((name, leading)))  # fmt: skip
         self.tasks[elector] = asyncio.get_running_loop().create_task(elector.run())
         return elector
 
-    async def kill(self, elector: Elector) -> None:
+    async def kill(self, elector: LeaseElector) -> None:
         """Stop without handing the Lease back, as a SIGKILLed process would."""
         task = self.tasks[elector]
         task.cancel()
@@ -70,13 +70,13 @@ async def holder(api: KubeApi) -> str:
 async def test_one_leader_and_takeover_after_expiry(api: KubeApi, runner: Runner) -> None:
     log: list[tuple[str, bool]] = []
     first = runner.start("node-a", log)
-    await wait_until_async(until(lambda: first.leading), what="node-a to lead")
+    await wait_until_async(until(lambda: first.is_leader), what="node-a to lead")
     second = runner.start("node-b", log)
-    await wait_until_async(until(lambda: second._observed is not None), what="node-b to look")
-    assert not second.leading and await holder(api) == "node-a"
+    await wait_until_async(until(lambda: second.holder is not None), what="node-b to look")
+    assert not second.is_leader and await holder(api) == "node-a"
 
     await runner.kill(first)
-    await wait_until_async(until(lambda: second.leading), what="node-b to take over")
+    await wait_until_async(until(lambda: second.is_leader), what="node-b to take over")
     assert await holder(api) == "node-b"
     lease = await api.request("GET", LEASE)
     assert lease["spec"]["leaseTransitions"] == 1
@@ -86,12 +86,12 @@ async def test_one_leader_and_takeover_after_expiry(api: KubeApi, runner: Runner
 async def test_candidate_that_stops_qualifying_hands_over(api: KubeApi, runner: Runner) -> None:
     log: list[tuple[str, bool]] = []
     first = runner.start("node-a", log)
-    await wait_until_async(until(lambda: first.leading))
+    await wait_until_async(until(lambda: first.is_leader))
     second = runner.start("node-b", log)
-    await wait_until_async(until(lambda: second._observed is not None))
+    await wait_until_async(until(lambda: second.holder is not None))
     first.set_candidate(False)
-    await wait_until_async(until(lambda: second.leading), what="node-b to take over")
-    assert not first.leading and await holder(api) == "node-b"
+    await wait_until_async(until(lambda: second.is_leader), what="node-b to take over")
+    assert not first.is_leader and await holder(api) == "node-b"
 
 
 async def test_leader_steps_down_when_the_api_is_gone(
@@ -99,10 +99,10 @@ async def test_leader_steps_down_when_the_api_is_gone(
 ) -> None:
     log: list[tuple[str, bool]] = []
     first = runner.start("node-a", log)
-    await wait_until_async(until(lambda: first.leading))
+    await wait_until_async(until(lambda: first.is_leader))
     fake_apiserver.outage("503")
     try:
-        await wait_until_async(until(lambda: not first.leading), what="node-a to step down")
+        await wait_until_async(until(lambda: not first.is_leader), what="node-a to step down")
     finally:
         fake_apiserver.outage("off")
-    await wait_until_async(until(lambda: first.leading), what="node-a to lead again")
+    await wait_until_async(until(lambda: first.is_leader), what="node-a to lead again")

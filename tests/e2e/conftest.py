@@ -20,7 +20,7 @@ from tests.support.manifests import (
     write_manifests,
 )
 from tests.support.net import free_port, wait_until
-from tests.support.processes import ManagedProcess, pyingress
+from tests.support.processes import ManagedProcess, echo_backend, pyingress
 
 
 @dataclass
@@ -60,8 +60,7 @@ def echo() -> Iterator[Callable[[str], Echo]]:
     started: list[Echo] = []
 
     def start(name: str) -> Echo:
-        port = free_port()
-        process = pyingress("echo", "--port", str(port), "--name", name)
+        process, port = echo_backend(name)
         started.append(Echo(name, port, process))
         process.wait_for_port(port)
         return started[-1]

@@ -24,7 +24,7 @@ from tests.kube.conftest import endpoint_slice, ingress, ingress_class, secret, 
 from tests.support.apiserver_fixtures import write_kubeconfig
 from tests.support.fake_apiserver import FakeApiServer
 from tests.support.net import free_port, port_open, wait_until
-from tests.support.processes import ManagedProcess, pyingress
+from tests.support.processes import ManagedProcess, echo_backend, pyingress
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -90,8 +90,7 @@ class Backends:
     def start(self, *names: str) -> None:
         started = []
         for name in names:
-            port = free_port()
-            process = pyingress("echo", "--port", str(port), "--name", name)
+            process, port = echo_backend(name)
             self._processes.append(process)
             self.ports[name] = port
             started.append((process, port))

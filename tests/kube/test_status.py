@@ -92,7 +92,7 @@ async def test_exactly_one_of_two_candidates_leads_and_release_hands_over(
         await wait_until_async(one_leader, what="one leader")
         leader, follower = (a, b) if a.is_leader else (b, a)
         for _ in range(5):  # several renew periods: still exactly one
-            await asyncio.sleep(leader.retry_period)
+            await asyncio.sleep(leader.timing.retry)
             assert leader.is_leader and not follower.is_leader
         index = 0 if leader is a else 1
         tasks[index].cancel()

@@ -488,3 +488,16 @@ def test_table_lists_every_route_once() -> None:
         ("h", "/", "Prefix"),
         ("h", "/x", "Exact"),
     ]
+
+
+def test_secret_that_builtin_acme_will_issue_is_not_reported_missing() -> None:
+    tls = [{"hosts": ["a.example.com"], "secretName": "a-cert"}]
+    acme = compiled(ingress("a", [rule("a.example.com", path("/", "svc-a"))], tls=tls,
+                            annotations={"kubernetes.io/tls-acme": "true"}))  # fmt: skip
+    assert acme.problems == []
+    assert acme.table.tls_hosts["a.example.com"].secret is not None
+    by_cert_manager = compiled(ingress(
+        "b", [rule("a.example.com", path("/", "svc-a"))], tls=tls,
+        annotations={"kubernetes.io/tls-acme": "true", "cert-manager.io/cluster-issuer": "le"},
+    ))  # fmt: skip
+    assert [p.reason for p in by_cert_manager.problems] == ["SecretNotFound"]

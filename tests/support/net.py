@@ -18,52 +18,57 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+class _Polling:
+    """The schedule both waits share: back off from 10 ms to 200 ms, fail at the deadline."""
+
+    def __init__(self, timeout: float, what: object) -> None:
+        self.timeout = timeout
+        self.what = what
+        self.deadline = time.monotonic() + timeout
+        self.delay = 0.01
+
+    def next_delay(self, error: Exception | None) -> float:
+        """How long to sleep after a falsy result or ``error``; AssertionError past the deadline."""
+        if time.monotonic() > self.deadline:
+            raise AssertionError(
+                f"timed out after {self.timeout}s waiting for {self.what}: {error}"
+            )
+        delay, self.delay = self.delay, min(self.delay * 2, 0.2)
+        return delay
+
+
 def wait_until(
     condition: Callable[[], object], timeout: float = DEADLINE, what: str = ""
 ) -> object:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    last_error: Exception | None = None
+    polling = _Polling(timeout, what or condition)
     while True:
+        error: Exception | None = None
         try:
             result = condition()
         except Exception as exc:
-            result, last_error = None, exc
+            error = exc
         else:
-            last_error = None
             if result:
                 return result
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {what or condition}: {last_error}"
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
+        time.sleep(polling.next_delay(error))
 
 
 async def wait_until_async(
     condition: Callable[[], Awaitable[object]], timeout: float = DEADLINE, what: str = ""
 ) -> object:
     """The asyncio form of :func:`wait_until`."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    last_error: Exception | None = None
+    polling = _Polling(timeout, what or condition)
     while True:
+        error: Exception | None = None
         try:
             result = await condition()
         except Exception as exc:
-            result, last_error = None, exc
+            error = exc
         else:
-            last_error = None
             if result:
                 return result
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {what or condition}: {last_error}"
-            )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.2)
+        await asyncio.sleep(polling.next_delay(error))
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support.net import DEADLINE, port_open, wait_until
+from tests.support.net import DEADLINE, free_port, port_open, wait_until
 
 PR_SET_PDEATHSIG = 1
 
@@ -73,3 +73,13 @@ class ManagedProcess:
 def pyingress(*args: str, env: dict[str, str] | None = None) -> ManagedProcess:
     """Run ``pyingress ARGS`` with this interpreter."""
     return ManagedProcess([sys.executable, "-m", "pyingress", *args], env=env)
+
+
+def echo_backend(name: str, port: int = 0) -> tuple[ManagedProcess, int]:
+    """Start ``pyingress echo --name NAME`` on ``port`` (a free one by default).
+
+    Returns at once with the process and its port; ``process.wait_for_port(port)`` waits
+    until it answers, so several backends can start side by side.
+    """
+    port = port or free_port()
+    return pyingress("echo", "--port", str(port), "--name", name), port

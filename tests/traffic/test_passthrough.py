@@ -1,14 +1,24 @@
-"""ssl-passthrough: SNI parsing from real ClientHellos and the relay, over loopback sockets."""
+"""ssl-passthrough: SNI parsing from real ClientHellos, the peeking listener and the relay."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import uvloop
 
-from pyingress.traffic.passthrough import INCOMPLETE, NotTLS, SniRouter, client_hello_sni
+from pyingress.traffic.passthrough import (
+    INCOMPLETE,
+    NotTLS,
+    PassthroughListener,
+    client_hello_sni,
+    passthrough_endpoints,
+    terminate_with,
+)
 from pyingress.tls.selfsigned import self_signed_pem
 from tests.support import manifests as m
 from tests.traffic.conftest import compile_objects, nginx
@@ -43,58 +53,166 @@ def server_context(tmp_path: Path, name: str) -> ssl.SSLContext:
     return context
 
 
-async def tls_server(context: ssl.SSLContext, answer: bytes) -> asyncio.Server:
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def answering(answer: bytes) -> Handler:
+    """A handler that reads one line and answers ``answer`` plus the peer address it saw."""
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readline()
-        writer.write(answer)
+        peer = writer.get_extra_info("peername")
+        writer.write(answer + f" {peer[0]}\n".encode())
         await writer.drain()
         writer.close()
 
-    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    return handle
 
 
-async def ask(port: int, server_name: str) -> tuple[bytes, str]:
+async def tls_server(context: ssl.SSLContext, answer: bytes) -> asyncio.Server:
+    return await asyncio.start_server(answering(answer), "127.0.0.1", 0, ssl=context)
+
+
+async def ask(port: int, server_name: str, split: bool = False) -> tuple[bytes, str]:
+    """A TLS request: the answer and the subject of the certificate the client was shown.
+
+    ``split`` sends the ClientHello in two writes, as a slow or fragmenting client would.
+    """
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    sock = socket.create_connection(("127.0.0.1", port))
+    if split:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        hello = context.wrap_bio(incoming, outgoing, server_hostname=server_name)
+        with pytest.raises(ssl.SSLWantReadError):
+            hello.do_handshake()
+        data = outgoing.read()
+        sock.sendall(data[:20])
+        await asyncio.sleep(0)  # let the listener peek at the first part on its own
+        sock.sendall(data[20:])
+        return await _finish_split(sock, hello, incoming, outgoing)
+    sock.setblocking(False)
     reader, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=context, server_hostname=server_name
+        sock=sock, ssl=context, server_hostname=server_name
     )
     writer.write(b"hello\n")
     answer = await reader.read()
     der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     writer.close()
+    return answer, _subject(der)
+
+
+async def _finish_split(
+    sock: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO
+) -> tuple[bytes, str]:
+    """Finish a handshake begun on memory BIOs, over ``sock`` (in a thread: plain blocking)."""
+
+    def run() -> tuple[bytes, str]:
+        with sock:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    sock.sendall(outgoing.read())
+                    incoming.write(sock.recv(65536))
+            tls.write(b"hello\n")
+            sock.sendall(outgoing.read())
+            answer = b""
+            while not answer.endswith(b"\n"):
+                try:
+                    answer += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    incoming.write(chunk)
+            der = tls.getpeercert(binary_form=True)
+            assert der is not None
+            return answer, _subject(der)
+
+    return await asyncio.to_thread(run)
+
+
+def _subject(der: bytes) -> str:
     from cryptography import x509
 
-    name = x509.load_der_x509_certificate(der).subject.rfc4514_string()
-    return answer, name
+    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
 
 
-def test_passthrough_host_reaches_the_backend_tls_others_are_terminated(tmp_path: Path) -> None:
+def passthrough_objects(backend_ports: list[int]) -> list[dict[str, object]]:
+    service = m.service("argocd", [{"name": "https", "port": 443}])
+    slices = [m.endpoint_slice("argocd", ["127.0.0.1"], port, port_name="https", name=f"argocd-{port}")
+              for port in backend_ports]
+    return [
+        m.ingress("argocd", [m.rule("argocd.example", m.path("/api", "argocd", port="https")),
+                             m.rule("*.wild.example", m.path("/", "argocd", port="https"))],
+                  annotations=nginx(ssl_passthrough="true", backend_protocol="HTTPS")),
+        m.ingress("web", [m.rule("web.example", m.path("/", "argocd", port="https")),
+                          m.rule("plain.wild.example", m.path("/", "argocd", port="https"))]),
+        service,
+        *slices,
+    ]
+
+
+def test_passthrough_hosts_match_by_sni_only_exact_hides_wildcard() -> None:
+    table = compile_objects(*passthrough_objects([9443])).table
+    assert passthrough_endpoints(table, "argocd.example") is not None  # path /api: irrelevant
+    assert passthrough_endpoints(table, "a.wild.example") is not None
+    assert passthrough_endpoints(table, "plain.wild.example") is None
+    assert passthrough_endpoints(table, "web.example") is None
+    assert passthrough_endpoints(table, None) is None
+
+
+@pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+def test_listener_relays_passthrough_hosts_and_terminates_the_rest(
+    tmp_path: Path, run: Callable[[Awaitable[None]], None]
+) -> None:
     async def scenario() -> None:
-        backend = await tls_server(server_context(tmp_path, "argocd-backend"), b"from argo\n")
-        terminator = await tls_server(server_context(tmp_path, "pyingress"), b"terminated\n")
+        backend = await tls_server(server_context(tmp_path, "argocd-backend"), b"from argo")
         backend_port = backend.sockets[0].getsockname()[1]
-        service = m.service("argocd", [{"name": "https", "port": 443, "targetPort": backend_port}])
-        objects = (
-            m.ingress("argocd", [m.rule("argocd.example", m.path("/", "argocd", port="https"))],
-                      annotations=nginx(ssl_passthrough="true", backend_protocol="HTTPS")),
-            m.ingress("web", [m.rule("web.example", m.path("/", "argocd", port="https"))]),
-            service,
-            m.endpoint_slice("argocd", ["127.0.0.1"], backend_port, port_name="https"),
+        with socket.socket() as probe:  # a port nobody listens on: the relay must skip it
+            probe.bind(("127.0.0.1", 0))
+            dead_port = probe.getsockname()[1]
+        table = compile_objects(*passthrough_objects([dead_port, backend_port])).table
+        handler = answering(b"terminated")
+        terminate = terminate_with(
+            lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(), handler),
+            server_context(tmp_path, "pyingress"),
         )
-        table = compile_objects(*objects).table
-        terminate = ("127.0.0.1", terminator.sockets[0].getsockname()[1])
-        loop = asyncio.get_running_loop()
-        router = await loop.create_server(lambda: SniRouter(lambda: table, terminate),
-                                          "127.0.0.1", 0)
-        port = router.sockets[0].getsockname()[1]
+        listener = PassthroughListener(lambda: table, terminate, hello_timeout=0.5)
+        listener.listen("127.0.0.1", 0)
+        port = listener.ports[0]
         try:
-            assert await ask(port, "argocd.example") == (b"from argo\n", "CN=argocd-backend")
-            assert await ask(port, "web.example") == (b"terminated\n", "CN=pyingress")
-            assert await ask(port, "unknown.example") == (b"terminated\n", "CN=pyingress")
+            for _ in range(3):
+                assert await ask(port, "argocd.example") == (
+                    b"from argo 127.0.0.1\n", "CN=argocd-backend")
+            assert await ask(port, "x.wild.example", split=True) == (
+                b"from argo 127.0.0.1\n", "CN=argocd-backend")
+            assert await ask(port, "web.example") == (b"terminated 127.0.0.1\n", "CN=pyingress")
+            assert await ask(port, "plain.wild.example", split=True) == (
+                b"terminated 127.0.0.1\n", "CN=pyingress")
+            assert await ask(port, "unknown.example") == (b"terminated 127.0.0.1\n", "CN=pyingress")
+            silent_reader, silent_writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await asyncio.wait_for(silent_reader.read(), 30) == b""  # hello timeout
+            silent_writer.close()
         finally:
-            for server in (router, backend, terminator):
-                server.close()
+            listener.close()
+            backend.close()
 
-    asyncio.run(scenario())
+    run(scenario())
+
+
+def test_passthrough_without_the_flag_is_a_warning_that_names_it() -> None:
+    from pyingress.model import Severity, Snapshot
+    from pyingress.routing.compiler import CompileOptions, compile_routes
+
+    snapshot = Snapshot.of([m.ingress_class(), *passthrough_objects([9443])])
+    problems = compile_routes(snapshot).problems
+    flagged = [p for p in problems if p.reason == "SSLPassthroughDisabled"]
+    assert [p.ref.name for p in flagged] == ["argocd"]
+    assert flagged[0].severity is Severity.WARNING
+    assert "--enable-ssl-passthrough" in flagged[0].message
+    enabled = compile_routes(snapshot, CompileOptions(ssl_passthrough=True)).problems
+    assert not [p for p in enabled if p.reason == "SSLPassthroughDisabled"]

@@ -5,3 +5,6 @@
 from the proxy's port 80, and :class:`~pyingress.tls.acme.manager.AcmeManager` decides what to
 order and when, and writes results through a :class:`~pyingress.tls.acme.sink.CertificateSink`.
 """
+
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"

@@ -20,10 +20,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pyingress.tls.acme import LETS_ENCRYPT, LETS_ENCRYPT_STAGING
 from pyingress.tls.acme.jws import AccountKey, b64url
 
-LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+__all__ = [
+    "LETS_ENCRYPT",
+    "LETS_ENCRYPT_STAGING",
+    "AcmeClient",
+    "AcmeError",
+    "IssuedCertificate",
+    "TokenPublisher",
+    "http_client",
+]
+
 USER_AGENT = "pyingress-acme"
 BAD_NONCE = "urn:ietf:params:acme:error:badNonce"
 

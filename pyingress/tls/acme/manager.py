@@ -18,34 +18,23 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from pyingress.model import ObjectRef, Problem, Severity, Snapshot
-from pyingress.routing.paths import normalize_host
+from pyingress.model import ObjectRef, Problem, Snapshot
 from pyingress.routing.table import RouteTable
 from pyingress.tls.acme.client import AcmeClient, AcmeError, TokenPublisher
 from pyingress.tls.acme.jws import AccountKey
+from pyingress.tls.acme.requests import CertificateRequest, acme_requests
 from pyingress.tls.acme.sink import CertificateSink
 from pyingress.tls.certs import CertificateError, dns_names, secret_material
-from pyingress.tls.policy import ACME_ANNOTATIONS
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime.datetime]
-CERT_MANAGER_ANNOTATIONS = ("cert-manager.io/issuer", "cert-manager.io/cluster-issuer")
 RENEW_REMAINING = 1 / 3
 """Renew when this fraction of the certificate's lifetime remains."""
 
 
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class CertificateRequest:
-    """One certificate to keep: the hosts of one ``tls:`` entry, stored in one Secret."""
-
-    ingress: ObjectRef
-    secret: ObjectRef
-    hosts: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,47 +54,9 @@ async def load_account_key(sink: CertificateSink) -> AccountKey:
         return AccountKey.from_pem(pem)
     key = AccountKey.generate()
     await sink.save_account_key(key.to_pem())
-    return key
-
-
-def acme_requests(
-    snapshot: Snapshot, table: RouteTable
-) -> tuple[list[CertificateRequest], list[Problem]]:
-    """The certificates the served Ingresses ask ACME for, and what is wrong with the asks."""
-    served = {tls_host.ingress for tls_host in table.tls_hosts.values()}
-    requests: dict[ObjectRef, CertificateRequest] = {}
-    problems: list[Problem] = []
-    for ingress in snapshot.of_kind("Ingress"):
-        meta = ingress.get("metadata") or {}
-        ref = ObjectRef("Ingress", str(meta.get("namespace") or "default"), str(meta.get("name")))
-        annotations = meta.get("annotations") or {}
-        wants = any(str(annotations.get(a, "")).lower() == "true" for a in ACME_ANNOTATIONS)
-        if ref not in served or not wants:
-            continue
-        if any(a in annotations for a in CERT_MANAGER_ANNOTATIONS):
-            continue  # cert-manager owns this Ingress's certificates.
-        for entry in (ingress.get("spec") or {}).get("tls") or []:
-            hosts = tuple(sorted({normalize_host(str(h)) for h in entry.get("hosts") or []}))
-            secret_name = entry.get("secretName")
-            if not hosts or not secret_name:
-                message = "a tls entry for ACME needs hosts and a secretName"
-                problems.append(Problem(ref, "AcmeNotPossible", message, Severity.WARNING))
-                continue
-            if any(h.startswith("*.") for h in hosts):
-                message = (
-                    f"HTTP-01 cannot issue wildcard names ({', '.join(hosts)}); "
-                    "use a certificate Secret"
-                )
-                problems.append(Problem(ref, "AcmeNotPossible", message))
-                continue
-            secret = ObjectRef("Secret", ref.namespace, str(secret_name))
-            other = requests.get(secret)
-            if other is not None and other.hosts != hosts:
-                message = f"Secret {secret.namespaced_name} is already ordered for {other.ingress}"
-                problems.append(Problem(ref, "AcmeConflict", message))
-                continue
-            requests[secret] = CertificateRequest(ref, secret, hosts)
-    return list(requests.values()), problems
+    # Another replica may have saved its key first; the stored one is the account's.
+    stored = await sink.load_account_key()
+    return AccountKey.from_pem(stored) if stored is not None else key
 
 
 class AcmeManager:
@@ -142,6 +93,9 @@ class AcmeManager:
         self._wake = asyncio.Event()
         self.issued = 0
         self.on_issued: Callable[[CertificateRequest], None] | None = None
+        self.on_problems: Callable[[], None] | None = None
+        """Called when :meth:`problems` changed outside :meth:`update` (an order failed or
+        recovered), so the failure reaches Events without waiting for the next compile."""
 
     def update(self, snapshot: Snapshot, table: RouteTable) -> list[Problem]:
         """Take the current objects; returns problems with the ACME annotations."""
@@ -233,8 +187,10 @@ class AcmeManager:
         )
         self._failures.pop(key, None)
         self._not_before.pop(key, None)
-        self._errors.pop(request.ingress, None)
+        recovered = self._errors.pop(request.ingress, None) is not None
         self.issued += 1
+        if recovered and self.on_problems is not None:
+            self.on_problems()
         log.info("ACME: stored a certificate for %s in %s", ", ".join(key), request.secret)
         if self.on_issued is not None:
             self.on_issued(request)
@@ -256,3 +212,5 @@ class AcmeManager:
         )
         log.warning("%s: %s", request.ingress, message)
         self._errors[request.ingress] = Problem(request.ingress, "AcmeFailed", message)
+        if self.on_problems is not None:
+            self.on_problems()

@@ -94,23 +94,25 @@ class FolderSink:
 
 
 class KubernetesSink:
-    """Secrets through the API with ``kubernetes_asyncio``'s ``CoreV1Api``.
+    """Secrets through the API (``KubeApi``: plain Kubernetes JSON, as the sources use).
 
     The account key lives in the Secret ``pyingress-acme-account`` of the controller's own
-    namespace, so every replica (and a restarted pod) uses the same account.
+    namespace, so every replica (and a restarted pod) uses the same account. It is only ever
+    created, never replaced: of two replicas racing to create it, the first one's key stays.
     """
 
-    def __init__(self, core_v1: Any, namespace: str) -> None:
-        self._api = core_v1
+    def __init__(self, api: Any, namespace: str) -> None:
+        self._api = api
         self._namespace = namespace
 
     async def load_account_key(self) -> bytes | None:
         secret = await self._read(ObjectRef("Secret", self._namespace, ACCOUNT_SECRET))
-        if secret is None or not secret.data or "key.pem" not in secret.data:
-            return None
-        return base64.b64decode(secret.data["key.pem"])
+        data = (secret or {}).get("data") or {}
+        return base64.b64decode(data["key.pem"]) if "key.pem" in data else None
 
     async def save_account_key(self, pem: bytes) -> None:
+        from pyingress.sources.kubeclient import KubeError
+
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -118,34 +120,46 @@ class KubernetesSink:
             "metadata": {"name": ACCOUNT_SECRET, "namespace": self._namespace},
             "data": {"key.pem": base64.b64encode(pem).decode()},
         }
-        await self._upsert(ObjectRef("Secret", self._namespace, ACCOUNT_SECRET), body)
+        try:
+            await self._api.request("POST", self._path(self._namespace), body=body)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
 
     async def store(
         self, secret: ObjectRef, chain_pem: bytes, key_pem: bytes, hosts: Sequence[str]
     ) -> None:
-        await self._upsert(secret, tls_secret_manifest(secret, chain_pem, key_pem, hosts))
+        from pyingress.sources.kubeclient import KubeError
 
-    async def _read(self, ref: ObjectRef) -> Any:
-        from kubernetes_asyncio.client.exceptions import ApiException
+        body = tls_secret_manifest(secret, chain_pem, key_pem, hosts)
+        for _ in range(3):  # a concurrent writer costs a retry, not the certificate
+            existing = await self._read(secret)
+            try:
+                if existing is None:
+                    await self._api.request("POST", self._path(secret.namespace), body=body)
+                    return
+                body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+                await self._api.request("PUT", self._path(secret.namespace, secret.name), body=body)
+                return
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise
+        raise RuntimeError(f"Secret {secret.namespaced_name} kept changing while being written")
+
+    @staticmethod
+    def _path(namespace: str, name: str = "") -> str:
+        base = f"/api/v1/namespaces/{namespace}/secrets"
+        return f"{base}/{name}" if name else base
+
+    async def _read(self, ref: ObjectRef) -> dict[str, Any] | None:
+        from pyingress.sources.kubeclient import KubeError
 
         try:
-            return await self._api.read_namespaced_secret(ref.name, ref.namespace)
-        except ApiException as exc:
+            found: dict[str, Any] = await self._api.request(
+                "GET", self._path(ref.namespace, ref.name)
+            )
+            return found
+        except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
-
-    async def _upsert(self, ref: ObjectRef, body: dict[str, Any]) -> None:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        existing = await self._read(ref)
-        if existing is None:
-            try:
-                await self._api.create_namespaced_secret(ref.namespace, body)
-                return
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-                existing = await self._read(ref)
-        body["metadata"]["resourceVersion"] = existing.metadata.resource_version
-        await self._api.replace_namespaced_secret(ref.name, ref.namespace, body)

@@ -34,8 +34,9 @@ class ApiError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
         }
+        if self.reason:  # StatusReasonUnknown is "" and Go's omitempty drops it
+            body["reason"] = self.reason
         if self.details is not None:
             body["details"] = self.details
         body["code"] = self.code
@@ -95,8 +96,9 @@ def bad_request(message: str) -> ApiError:
 
 
 def internal(message: str) -> ApiError:
-    return ApiError(500, "InternalError", f"Internal error occurred: {message}",
-                    {"causes": [{"message": message}]})
+    """A storage error that is no ``metav1.Status``: v1.20 answers 500 with the bare message,
+    no reason and no details (``responsewriters.ErrorToAPIStatus``)."""
+    return ApiError(500, "", message)
 
 
 def method_not_allowed(method: str) -> ApiError:

@@ -57,6 +57,7 @@ class Store:
         self._objects: dict[str, dict[ObjectKey, JSON]] = {}
         self._subscribers: set[Subscriber] = set()
         self._rv_changed: asyncio.Event | None = None
+        self._latest: dict[str, int] = {}
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -69,6 +70,9 @@ class Store:
         bucket = self._objects.get(resource, {})
         keys = sorted(k for k in bucket if namespace is None or k[0] == namespace)
         return [copy.deepcopy(bucket[k]) for k in keys]
+
+    def has_objects(self, resource: str) -> bool:
+        return bool(self._objects.get(resource))
 
     def namespaced_keys(self, namespace: str) -> Iterable[tuple[str, str]]:
         for resource, bucket in self._objects.items():
@@ -105,7 +109,13 @@ class Store:
             self._rv_changed = None
         return self.rv
 
+    def latest(self, resource: str) -> int:
+        """The revision of the last change to any object of ``resource`` (0 if none yet): what
+        a per-type watch cache has processed, and so the newest RV its bookmarks can carry."""
+        return self._latest.get(resource, 0)
+
     def _record(self, change: Change) -> None:
+        self._latest[change.resource] = change.rv
         self._history.append(change)
         while len(self._history) > self._history_size:
             self.compacted_rv = self._history.popleft().rv

@@ -12,7 +12,7 @@ from tests.support.fake_apiserver.errors import ApiError, bad_request, expired
 from tests.support.fake_apiserver.registry import typed
 from tests.support.fake_apiserver.resources import Resource
 from tests.support.fake_apiserver.selectors import Predicate
-from tests.support.fake_apiserver.store import Change, Item, Signal, Store
+from tests.support.fake_apiserver.store import Change, Item, Signal, Store, Subscriber
 
 JSON = dict[str, Any]
 _FINAL_BOOKMARK_LEAD = 2.0  # the real server sends its last bookmark 2 s before the deadline
@@ -88,23 +88,35 @@ class Watch:
 
     def open(self, expired_as_http: bool) -> AsyncIterator[bytes]:
         """Check where the watch starts; a too-old RV is a 410, as an HTTP status when
-        ``expired_as_http`` and otherwise as an in-stream ERROR event (the v1.20 behaviour)."""
+        ``expired_as_http`` and otherwise as an in-stream ERROR event (the v1.20 behaviour).
+
+        The watch is registered here, before the response headers go out, as in the real
+        server: a client holding the headers knows that later writes reach it live.
+        """
         start = parse_rv(self.request.resource_version)
         if start is not None and start < self.store.compacted_rv:
             error = expired(start, self.store.compacted_rv)
             if expired_as_http:
                 raise error
             return _single(error_event(error))
-        return self._stream(start)
-
-    async def _stream(self, start: int | None) -> AsyncIterator[bytes]:
-        resource = self.request.resource
+        key = self.request.resource.key
         initial: list[JSON] = []
         if start is None:
-            initial = [o for o in self.store.list_objects(resource.key, self.request.namespace)
+            initial = [o for o in self.store.list_objects(key, self.request.namespace)
                        if self.request.match(o)]
+            # The cacher replays its whole store at the cache's RV (0 when the type is empty).
+            floor = self.store.latest(key) if self.store.has_objects(key) else 0
             start = self.store.rv
-        subscriber, backlog = self.store.subscribe(resource.key, start)
+        else:
+            floor = start
+        subscriber, backlog = self.store.subscribe(key, start)
+        if backlog:
+            floor = backlog[-1].rv
+        return self._stream(start, floor, initial, subscriber, backlog)
+
+    async def _stream(self, start: int, floor: int, initial: list[JSON], subscriber: Subscriber,
+                      backlog: list[Change]) -> AsyncIterator[bytes]:
+        resource = self.request.resource
         try:
             for obj in initial:
                 yield encode("ADDED", typed(resource, obj))
@@ -112,12 +124,17 @@ class Watch:
                 converted = self.convert(change)
                 if converted:
                     yield encode(converted[0], typed(resource, converted[1]))
-            async for line in self._live(start, subscriber.queue):
+            async for line in self._live(start, floor, subscriber.queue):
                 yield line
         finally:
             self.store.unsubscribe(subscriber)
 
-    async def _live(self, start: int, queue: asyncio.Queue[Item]) -> AsyncIterator[bytes]:
+    async def _live(self, start: int, floor: int, queue: asyncio.Queue[Item]
+                    ) -> AsyncIterator[bytes]:
+        """Live changes, and bookmarks while the type has a change newer than ``floor`` (the
+        start point after the replay): v1.20's cacher sends a bookmark only with the RV of the
+        last change it processed for this type, and a watcher drops any not newer than its
+        start. Writes to other types do not count."""
         resource = self.request.resource
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request.timeout
@@ -138,8 +155,9 @@ class Watch:
                     next_bookmark = now + self.request.bookmark_interval
                     if now >= final_bookmark - 0.1:
                         final_bookmark = float("-inf")
-                    if self.store.rv > start:  # only a newer RV is worth a bookmark
-                        yield bookmark(resource, self.store.rv)
+                    latest = self.store.latest(resource.key)
+                    if latest > floor:
+                        yield bookmark(resource, latest)
                 continue
             if isinstance(item, tuple):
                 signal, rv = item
