@@ -93,7 +93,8 @@ _ENTRIES: tuple[Entry, ...] = (
     Entry(
         "ssl-passthrough",
         D,
-        "routed by SNI on the HTTPS port to a ready endpoint (not the ClusterIP); no flag needed",
+        "routed by SNI on the HTTPS port to ready endpoints, round-robin (the ClusterIP only "
+        "with service-upstream); needs --enable-ssl-passthrough, as in ingress-nginx",
     ),
     Entry(
         "from-to-www-redirect",

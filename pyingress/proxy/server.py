@@ -13,7 +13,7 @@ import ssl as ssl_module
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pyingress.policy.filters import FilterChains
+from pyingress.policy.filters import FilterChain, FilterChains
 from pyingress.proxy import errors
 from pyingress.proxy.asgi import ASGIApp, AsgiExchange
 from pyingress.proxy.balancer import RoundRobin
@@ -23,7 +23,7 @@ from pyingress.proxy.filtered import FilteredExchange
 from pyingress.proxy.metrics import ProxyMetrics
 from pyingress.proxy.upstream import UpstreamPool
 from pyingress.routing.policy import DEFAULT_POLICY
-from pyingress.routing.table import TableHolder
+from pyingress.routing.table import Route, RouteTable, TableHolder
 from pyingress.tls.trust import TrustedProxies
 from pyingress.traffic import filters as _traffic_filters  # noqa: F401 - registers them
 from pyingress.traffic.runtime import TrafficRuntime
@@ -66,6 +66,8 @@ class ProxyServer:
         self.connections: set[ClientConnection] = set()
         self.mounts: list[tuple[str, ASGIApp]] = []
         self.chains = FilterChains()
+        self._chains_table: RouteTable | None = None
+        self._route_chains: dict[int, tuple[Route, FilterChain]] = {}
         self.traffic = TrafficRuntime(self.balancer)
         self.closing = False
         self.on_close: list[Callable[[], object]] = []
@@ -129,17 +131,33 @@ class ProxyServer:
         for prefix, app in self.mounts:
             if path.startswith(prefix):
                 return AsgiExchange(conn, request, app)
-        route = self.holder.table.match(request.host, path)
+        table = self.holder.table
+        route = table.match(request.host, path)
         if route is None:
             return StaticExchange(conn, request, 404, errors.NOT_FOUND)
         if route.policy is not DEFAULT_POLICY:
-            chain = self.chains.chain_for(route.policy, route.ingress)
+            chain = self._chain(table, route)
             if chain.filters:
                 return FilteredExchange(conn, request, route, chain)
         if not route.backend.endpoints:
             reason = route.backend.unavailable or errors.NO_ENDPOINTS
             return StaticExchange(conn, request, 503, reason, route)
         return ProxyExchange(conn, request, route)
+
+    def _chain(self, table: RouteTable, route: Route) -> FilterChain:
+        """The route's filter chain, looked up once per route and table.
+
+        ``chain_for`` hashes the whole policy (every annotation's parsed value); doing that per
+        request was a visible cost of routes with policies.
+        """
+        if table is not self._chains_table:
+            self._chains_table = table
+            self._route_chains = {}
+        entry = self._route_chains.get(id(route))
+        if entry is None or entry[0] is not route:
+            entry = (route, self.chains.chain_for(route.policy, route.ingress))
+            self._route_chains[id(route)] = entry
+        return entry[1]
 
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)

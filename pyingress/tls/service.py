@@ -19,6 +19,7 @@ from pyingress.cli import StartupError
 from pyingress.model import ObjectRef, Problem, Snapshot
 from pyingress.routing.table import RouteTable, TableHolder
 from pyingress.tls.acme import LETS_ENCRYPT
+from pyingress.tls.acme.challenges import SharedChallenges
 from pyingress.tls.acme.responder import CHALLENGE_PREFIX, ChallengeResponder
 from pyingress.tls.acme.sink import CertificateSink, FolderSink, KubernetesSink
 from pyingress.tls.certstore import CertificateStore
@@ -27,6 +28,7 @@ from pyingress.tls.trust import TrustedProxies
 from pyingress.traffic.passthrough import listen_https
 
 if TYPE_CHECKING:
+    from pyingress.tls.acme.client import TokenPublisher
     from pyingress.tls.acme.manager import AcmeManager
 
 log = logging.getLogger(__name__)
@@ -54,9 +56,10 @@ class Leadership(Protocol):
 
 
 class ClusterLink(Protocol):
-    """What cluster mode lends TLS: its API client and its election.
+    """What cluster mode lends TLS: its API client, its election, and the Secret its source
+    keeps for HTTP-01 tokens.
 
-    :class:`~pyingress.sources.cluster.ClusterSource` provides both once it runs.
+    :class:`~pyingress.sources.cluster.ClusterSource` provides them once it runs.
     """
 
     @property
@@ -64,6 +67,9 @@ class ClusterLink(Protocol):
 
     @property
     def leadership(self) -> Leadership | None: ...
+
+    @property
+    def challenge_secret(self) -> ObjectRef: ...
 
 
 ProblemsObserver = Callable[[list[Problem]], None]
@@ -133,7 +139,8 @@ class TLSService:
             default_ref = ObjectRef("Secret", namespace, name)
         self.certificates = CertificateStore(default_ref)
         self.trusted: TrustedProxies = getattr(args, "trusted_proxies", None) or TrustedProxies()
-        self.responder = ChallengeResponder()
+        # In a cluster every replica answers the tokens the leader publishes in this Secret.
+        self.responder = ChallengeResponder(cluster.challenge_secret if cluster else None)
         self.acme: AcmeManager | None = None
         self._sink = sink
         self._cluster = cluster
@@ -181,6 +188,7 @@ class TLSService:
     def refresh(self, snapshot: Snapshot, table: RouteTable) -> list[Problem]:
         """Swap in the certificates for ``table``; returns (and keeps) what is wrong."""
         self._current = (snapshot, table)
+        self.responder.update(snapshot)
         if self.acme is not None:
             self.acme.update(snapshot, table)
         self._cert_problems = self.certificates.update(snapshot, table)
@@ -220,7 +228,9 @@ class TLSService:
         if cluster is None:
             sink = self._sink or self._default_sink()
             if sink is not None:
-                self._acme_task = asyncio.create_task(self._run_acme(sink), name="acme")
+                self._acme_task = asyncio.create_task(
+                    self._run_acme(sink, self.responder), name="acme"
+                )
             return
         leadership = cluster.leadership
         if leadership is None:
@@ -230,30 +240,35 @@ class TLSService:
         from pyingress.sources.clustersettings import pod_namespace
 
         sink = self._sink or KubernetesSink(cluster.api, pod_namespace())
-        leadership.subscribe(lambda leader: self._lead(leader, sink))
-        self._lead(leadership.is_leader, sink)
+        publisher = SharedChallenges(cluster.api, self.responder)
+        leadership.subscribe(lambda leader: self._lead(leader, sink, publisher))
+        self._lead(leadership.is_leader, sink, publisher)
 
     def _acme_problems_changed(self) -> None:
         self._publish_problems()
 
-    def _lead(self, leader: bool, sink: CertificateSink) -> None:
+    def _lead(self, leader: bool, sink: CertificateSink, publisher: SharedChallenges) -> None:
         running = self._acme_task is not None and not self._acme_task.done()
         if leader and not running:
             log.info("ACME: this replica is the leader; it orders the certificates")
-            self._acme_task = asyncio.create_task(self._run_acme(sink), name="acme")
+            self._acme_task = asyncio.create_task(
+                self._run_acme(sink, publisher), name="acme"
+            )
         elif not leader and running and self._acme_task is not None:
             log.info("ACME: leadership lost; orders stop here")
             self._acme_task.cancel()
 
-    async def _run_acme(self, sink: CertificateSink) -> None:
+    async def _run_acme(self, sink: CertificateSink, publisher: TokenPublisher) -> None:
         from pyingress.tls.acme.client import AcmeClient, http_client
         from pyingress.tls.acme.manager import AcmeManager, load_account_key
 
         try:
+            if isinstance(publisher, SharedChallenges):
+                await self._prepare_challenges(publisher)
             key = await load_account_key(sink)
             client = AcmeClient(self.args.acme_directory, key, email=self.args.acme_email,
                                 http=http_client(self.args.acme_ca_bundle))  # fmt: skip
-            manager = AcmeManager(client, sink, self.responder)
+            manager = AcmeManager(client, sink, publisher)
             manager.on_problems = self._acme_problems_changed
             self.acme = manager
             manager.update(*self._current)
@@ -266,6 +281,17 @@ class TLSService:
         finally:
             self.acme = None
             self._publish_problems()
+
+    @staticmethod
+    async def _prepare_challenges(publisher: SharedChallenges) -> None:
+        """A failure here is not fatal: publishing retries the writes with each order."""
+        from pyingress.sources.kubeclient import KubeError
+
+        try:
+            await publisher.prepare()
+        except KubeError as exc:
+            log.warning("ACME: cannot prepare the challenge Secret %s: HTTP %s %s",
+                        publisher.secret, exc.status, exc.reason)  # fmt: skip
 
     def _default_sink(self) -> CertificateSink | None:
         storage = getattr(self.args, "acme_storage", None)

@@ -51,11 +51,15 @@ class AcmeError(Exception):
 
 
 class TokenPublisher(Protocol):
-    """Where HTTP-01 key authorizations are published while a challenge is pending."""
+    """Where HTTP-01 key authorizations are published while a challenge is pending.
 
-    def add(self, token: str, key_authorization: str) -> None: ...
+    :meth:`publish` returns once the token can be answered (in a cluster, once the other
+    replicas can see it too): the CA is asked to validate right after.
+    """
 
-    def remove(self, token: str) -> None: ...
+    async def publish(self, token: str, key_authorization: str) -> None: ...
+
+    async def withdraw(self, token: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +148,12 @@ class AcmeClient:
         if challenge is None:
             raise AcmeError(f"the CA offers no http-01 challenge for {name}")
         token = challenge["token"]
-        publisher.add(token, self.key.key_authorization(token))
         try:
+            await publisher.publish(token, self.key.key_authorization(token))
             await self._post(challenge["url"], {})
             authz = await self._poll(authz_url, done=("valid",), what=f"authorization of {name}")
         finally:
-            publisher.remove(token)
+            await publisher.withdraw(token)
 
     async def _poll(self, url: str, *, done: tuple[str, ...], what: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout
