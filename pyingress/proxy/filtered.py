@@ -7,8 +7,8 @@ any body bytes already read are held, exactly as while an upstream connection is
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import dis
+import inspect
 import logging
 from collections.abc import Coroutine
 from http import HTTPStatus
@@ -40,19 +40,13 @@ class FilteredExchange(ProxyExchange):
         self.view = request_view(conn, request, route)
 
     def start(self) -> None:
-        """Run the chain now; only a filter that really waits (a sub-request) costs a task.
-
-        Most filters never suspend, and a task per request (plus pausing the client while it
-        is scheduled) was the largest cost of a policy.
-        """
-        run = self._run_chain()
-        try:
-            waiting_on = run.send(None)
-        except StopIteration:
-            return
         conn = self.conn
+        if never_waits(self.chain):
+            # No task and no pause: those were the largest cost of a route's policies.
+            _run_now(self._run_chain())
+            return
         conn.pause(conn.PAUSE_CONNECT)
-        conn.loop.create_task(_carry_on(run, waiting_on))
+        conn.loop.create_task(self._run_chain())
 
     async def _run_chain(self) -> None:
         try:
@@ -99,22 +93,45 @@ class FilteredExchange(ProxyExchange):
         self.finish(reply.status, keep_alive, self.route)
 
 
-async def _carry_on(run: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    """Drive ``run``, which suspended on ``waiting_on``, to the end inside a task.
+_SUSPENDING = frozenset({"GET_AWAITABLE", "GET_ANEXT", "BEFORE_ASYNC_WITH", "YIELD_VALUE"})
+_NEVER_WAITS: dict[type, bool] = {}
 
-    Each time ``run`` yields the future it waits for, this waits for the same future and then
-    resumes ``run``, which reads the outcome itself (``None`` is a bare yield to the loop).
+
+def never_waits(chain: FilterChain) -> bool:
+    """True when no filter of ``chain`` can suspend, so the chain may run inside the callback.
+
+    A filter's ``on_request`` that is an ``async def`` without any ``await`` (nor ``async for``
+    or ``async with``) finishes on its first step; that is decided once per filter class from
+    its bytecode. Anything else (a sub-request, a thread-pool hash) runs in a task, which also
+    gives it the current task that timeouts and cancel scopes need.
     """
-    while True:
-        if waiting_on is None:
-            await asyncio.sleep(0)
-        else:
-            with contextlib.suppress(BaseException):
-                await waiting_on
-        try:
-            waiting_on = run.send(None)
-        except StopIteration:
-            return
+    for item in chain.filters:
+        kind = type(item)
+        known = _NEVER_WAITS.get(kind)
+        if known is None:
+            known = _NEVER_WAITS[kind] = _cannot_suspend(getattr(kind, "on_request", None))
+        if not known:
+            return False
+    return True
+
+
+def _cannot_suspend(function: Any) -> bool:
+    if not inspect.iscoroutinefunction(function):
+        return False
+    try:
+        return not any(op.opname in _SUSPENDING for op in dis.get_instructions(function))
+    except TypeError:
+        return False
+
+
+def _run_now(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that cannot suspend to its end, here and now."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    coroutine.close()
+    raise RuntimeError("a filter chain that cannot suspend suspended")
 
 
 def request_view(conn: ClientConnection, request: RequestHead, route: Route) -> RequestView:

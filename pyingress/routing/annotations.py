@@ -32,6 +32,11 @@ class Annotations:
     def __init__(self, values: Mapping[str, str] | None) -> None:
         self._values = dict(values or {})
 
+    @property
+    def values(self) -> Mapping[str, str]:
+        """Every annotation, any prefix (for the few read by full key, e.g. ``kubernetes.io/``)."""
+        return self._values
+
     def key_of(self, name: str) -> str | None:
         """The full annotation key that sets ``name``, if any."""
         for prefix in PREFIXES:

@@ -17,12 +17,13 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
-from pyingress.model import Problem
+from pyingress.model import ObjectRef, Problem
 from pyingress.routing.compiler import CompileOptions
 from pyingress.sources.clustersettings import ClusterSettings, add_cluster_arguments
 from pyingress.sources.kube import KubeSource
 from pyingress.sources.kubeclient import KubeApi, KubeError, new_api_client
 from pyingress.sources.store import ObjectStore
+from pyingress.tls.acme.challenges import challenge_secret
 
 __all__ = ["ClusterSettings", "ClusterSource", "add_cluster_arguments", "load_cluster"]
 
@@ -51,6 +52,14 @@ class ClusterSource:
         return self._api
 
     @property
+    def challenge_secret(self) -> ObjectRef:
+        """The Secret the ACME leader publishes HTTP-01 tokens in, kept by every replica's
+        source although no Ingress names it: the election namespace, or the one namespace
+        watched with ``--namespace`` (other Secrets are not seen then)."""
+        s = self.settings
+        return challenge_secret(s.options.namespace or s.election_namespace)
+
+    @property
     def leadership(self) -> Any:
         """This replica's election (``is_leader``, ``subscribe``), or None when it does not
         campaign (``--no-update-status``). Work only one replica may do gates on it."""
@@ -68,6 +77,7 @@ class ClusterSource:
         s = self.settings
         api = self._api = KubeApi(await new_api_client(s.kubeconfig, s.in_cluster))
         extra = [s.default_certificate] if s.default_certificate else []
+        extra.append(self.challenge_secret)
         kube = KubeSource(api, self.store, s.options.namespace, extra_secrets=extra)
         try:
             async with asyncio.TaskGroup() as group:

@@ -8,9 +8,10 @@ jitter, and while the API server is away the store keeps its last state, so the 
 serving what it had.
 
 Secrets are the exception to "keep everything": only Secrets that some Ingress references (TLS
-``secretName``, an ``*/auth-secret`` or ``*/auth-tls-secret`` annotation, or the default
-certificate) are kept. Others are dropped on arrival and fetched when an Ingress starts to
-reference them. Their contents are never logged.
+``secretName``, an ``*/auth-secret`` or ``*/auth-tls-secret`` annotation) and the
+``extra_secrets`` the caller names (the default certificate, the ACME challenge Secret) are
+kept. Others are dropped on arrival and fetched when an Ingress starts to reference them. Their
+contents are never logged.
 """
 
 from __future__ import annotations

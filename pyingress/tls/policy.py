@@ -11,15 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyingress.model import Problem, Severity
 from pyingress.routing.paths import normalize_host
 
 if TYPE_CHECKING:
     from pyingress.routing.annotations import Annotations
     from pyingress.routing.policy import PolicyContext
-
-PREFIXES = ("pyingress.io/", "nginx.ingress.kubernetes.io/")
-"""Annotation prefixes, strongest first: a native annotation wins over the nginx one."""
 
 ACME_ANNOTATIONS = ("pyingress.io/acme", "kubernetes.io/tls-acme")
 CERT_MANAGER_ANNOTATIONS = ("cert-manager.io/issuer", "cert-manager.io/cluster-issuer")
@@ -84,36 +80,13 @@ DEFAULT_TLS_POLICY = TLSPolicy()
 
 
 def parse_tls_policy(
-    annotations: Mapping[str, str] | None,
-    tls: Iterable[Mapping[str, object]] = (),
-) -> tuple[TLSPolicy, list[str]]:
-    """The policy for an Ingress's annotations and, for each bad value, a message.
+    annotations: Annotations, tls: Iterable[Mapping[str, object]] = ()
+) -> TLSPolicy:
+    """The policy for an Ingress's annotations and its ``spec.tls`` list.
 
-    A bad value keeps the default for that field (the rest of the Ingress still applies); the
-    caller turns the messages into :class:`~pyingress.model.Problem`\\ s on the Ingress.
-    ``tls`` is the Ingress's ``spec.tls`` list.
+    Raises :class:`~pyingress.routing.annotations.AnnotationError` on a bad value, like every
+    other annotation: the compiler reports it and skips the Ingress rather than guess.
     """
-    annotations = annotations or {}
-    errors: list[str] = []
-
-    def flag(name: str, default: bool) -> bool:
-        key, value = _lookup(annotations, name)
-        if key is None:
-            return default
-        parsed = _boolean(value)
-        if parsed is None:
-            errors.append(f'annotation {key}: expected "true" or "false", got {value!r}')
-            return default
-        return parsed
-
-    max_age = ONE_YEAR
-    key, value = _lookup(annotations, "hsts-max-age")
-    if key is not None:
-        if value.strip().isdigit() and len(value.strip()) <= 10:
-            max_age = int(value)
-        else:
-            errors.append(f"annotation {key}: expected a number of seconds, got {value!r}")
-    acme = any(_boolean(annotations.get(name, "")) for name in ACME_ANNOTATIONS)
     tls_hosts: set[str] = set()
     certificate_hosts: set[str] = set()
     for entry in tls:
@@ -122,36 +95,27 @@ def parse_tls_policy(
         tls_hosts |= hosts
         if entry.get("secretName"):
             certificate_hosts |= hosts
-    policy = TLSPolicy(
-        ssl_redirect=flag("ssl-redirect", True),
-        force_ssl_redirect=flag("force-ssl-redirect", False),
-        hsts=flag("hsts", True),
-        hsts_max_age=max_age,
-        hsts_include_subdomains=flag("hsts-include-subdomains", True),
-        hsts_preload=flag("hsts-preload", False),
-        acme=acme,
+    return TLSPolicy(
+        ssl_redirect=annotations.boolean("ssl-redirect", True),
+        force_ssl_redirect=annotations.boolean("force-ssl-redirect", False),
+        hsts=annotations.boolean("hsts", True),
+        hsts_max_age=annotations.integer("hsts-max-age", ONE_YEAR, maximum=10**10),
+        hsts_include_subdomains=annotations.boolean("hsts-include-subdomains", True),
+        hsts_preload=annotations.boolean("hsts-preload", False),
+        acme=wants_builtin_acme(annotations.values),
         tls_hosts=frozenset(tls_hosts),
         certificate_hosts=frozenset(certificate_hosts),
     )
-    return policy, errors
 
 
 def tls_policy(annotations: Annotations, context: PolicyContext) -> TLSPolicy | None:
     """The compiler's entry point: the TLS part of a route policy for one Ingress.
 
     None when the Ingress asks for nothing TLS-related, so its routes keep the fast path.
-
-    A bad TLS annotation does not skip the Ingress (its routes still serve, with the default
-    for that setting); it is reported as a warning on the Ingress.
     """
-    del annotations  # read from the object: ``kubernetes.io/tls-acme`` has neither prefix
     ref = context.ingress
     ingress = context.snapshot.get(ref.kind, ref.namespace, ref.name) or {}
-    meta = ingress.get("metadata") or {}
-    values = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
-    policy, errors = parse_tls_policy(values, (ingress.get("spec") or {}).get("tls") or [])
-    for message in errors:
-        context.problems.append(Problem(ref, "InvalidAnnotation", message, Severity.WARNING))
+    policy = parse_tls_policy(annotations, (ingress.get("spec") or {}).get("tls") or [])
     return None if policy == DEFAULT_TLS_POLICY else policy
 
 
@@ -211,20 +175,3 @@ def _listed(host: str, hosts: frozenset[str]) -> bool:
         return True
     dot = host.find(".")
     return dot > 0 and f"*.{host[dot + 1 :]}" in hosts
-
-
-def _lookup(annotations: Mapping[str, str], name: str) -> tuple[str | None, str]:
-    for prefix in PREFIXES:
-        key = prefix + name
-        if key in annotations:
-            return key, str(annotations[key])
-    return None, ""
-
-
-def _boolean(value: str) -> bool | None:
-    lowered = value.strip().lower()
-    if lowered == "true":
-        return True
-    if lowered == "false":
-        return False
-    return None

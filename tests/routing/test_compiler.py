@@ -501,3 +501,16 @@ def test_secret_that_builtin_acme_will_issue_is_not_reported_missing() -> None:
         annotations={"kubernetes.io/tls-acme": "true", "cert-manager.io/cluster-issuer": "le"},
     ))  # fmt: skip
     assert [p.reason for p in by_cert_manager.problems] == ["SecretNotFound"]
+
+
+def test_bad_tls_annotation_skips_the_ingress_like_any_bad_annotation() -> None:
+    result = compiled(
+        ingress("a", [rule("a.example.com", path("/", "svc-a"))],
+                annotations={"nginx.ingress.kubernetes.io/force-ssl-redirect": "yes please"}),
+        ingress("b", [rule("b.example.com", path("/", "svc-b"))]),
+    )  # fmt: skip
+    [problem] = result.problems
+    assert (problem.ref.name, problem.reason) == ("a", "InvalidAnnotation")
+    assert "force-ssl-redirect" in problem.message
+    assert result.table.match("a.example.com", "/") is None
+    assert service_for(result, "b.example.com", "/") == "svc-b"

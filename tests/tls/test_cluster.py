@@ -27,6 +27,8 @@ pytestmark = pytest.mark.timeout(150)
 JSON = dict[str, Any]
 HOST = "acme.example.test"
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/default/leases/pyingress-leader"
+SECRETS = "/api/v1/namespaces/default/secrets"
+CHALLENGES = f"{SECRETS}/pyingress-acme-challenges"
 FAST_ELECTION = (
     "--election-lease-duration", "3", "--election-renew-deadline", "2",
     "--election-retry-period", "0.3",
@@ -160,11 +162,63 @@ def test_only_the_leader_orders_and_every_replica_serves_the_certificate(
         wait_until(served, what=f"{replica.name} to serve the issued certificate")
 
     assert (first.orders(), second.orders()) == (1, 0)
-    # Two Secret writes in all: the ACME account key (made by the leader when it started
-    # ordering) and the certificate; the other replica wrote nothing.
+    # Three Secrets created in all, all by the leader when it started ordering: the HTTP-01
+    # challenge Secret, the ACME account key, and the certificate; the other replica wrote
+    # nothing.
     assert api_get(fake_apiserver, "/api/v1/namespaces/default/secrets/pyingress-acme-account")
-    assert len(secret_writes(fake_apiserver, "web-tls")) == 2
+    assert len(secret_writes(fake_apiserver, "web-tls")) == 3
     assert lease_holder(fake_apiserver).startswith("replica-a")
+
+
+def test_a_replica_that_did_not_order_answers_the_challenge_from_the_shared_secret(
+    tmp_path: Path,
+    fake_apiserver: FakeApiServer,  # noqa: F811
+    pebble: pebble_support.Pebble,
+    replicas: list[Replica],
+    echo_port: int,
+) -> None:
+    """Behind one address the CA's validation lands on any replica: here always on the one
+    that did not order, which can only answer from the leader's challenge Secret."""
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake_apiserver.url)
+    acme = ("--acme-directory", pebble.directory_url, "--acme-ca-bundle", str(pebble.ca_bundle))
+    fake_apiserver.seed(*app_objects(echo_port))
+    leader = Replica(kubeconfig, "replica-a", free_port(), *acme).wait_listening()
+    replicas.append(leader)
+    wait_until(lambda: lease_holder(fake_apiserver).startswith("replica-a"),
+               what="replica-a to hold the Lease")  # fmt: skip
+    # Pebble validates HTTP-01 on 127.0.0.1:<its httpPort>: only the follower listens there.
+    follower = Replica(kubeconfig, "replica-b", pebble.http_port, *acme).wait_listening()
+    replicas.append(follower)
+
+    fake_apiserver.seed(
+        ingress("web", HOST, "app", tls_secret="web-tls",
+                annotations={"pyingress.io/acme": "true"}),
+    )  # fmt: skip
+    wait_until(lambda: api_get(fake_apiserver, f"{SECRETS}/web-tls"),
+               timeout=60, what="the certificate Secret to be written")  # fmt: skip
+
+    root = pebble.root_pem()
+    for replica in replicas:
+
+        def served(port: int = replica.https_port) -> bool:
+            try:
+                return handshake(port, HOST, root).names == {HOST}  # verified by Pebble's root
+            except OSError:
+                return False
+
+        wait_until(served, what=f"{replica.name} to serve the issued certificate")
+
+    assert (leader.orders(), follower.orders()) == (1, 0)
+    assert "AcmeFailed" not in leader.process.output
+    assert lease_holder(fake_apiserver).startswith("replica-a")
+    # The token went through the Secret (published, then withdrawn) and none is left.
+    patches = [r for r in fake_apiserver.requests()
+               if r["method"] == "PATCH" and r["path"] == CHALLENGES]  # fmt: skip
+    assert len(patches) >= 2
+    assert all(r["contentType"].startswith("application/merge-patch+json") for r in patches)
+    challenges = api_get(fake_apiserver, CHALLENGES) or {}
+    assert challenges, "the challenge Secret exists"
+    assert not challenges.get("data"), "every challenge token was removed"
 
 
 def test_certificate_and_acme_problems_become_events(

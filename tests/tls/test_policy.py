@@ -6,7 +6,7 @@ import pytest
 
 from pyingress.model import ObjectRef, Snapshot
 from pyingress.policy.filters import FilterChains, RequestView
-from pyingress.routing.annotations import Annotations
+from pyingress.routing.annotations import AnnotationError, Annotations
 from pyingress.routing.policy import PolicyContext
 from pyingress.routing.table import Backend, PathType, Route
 from pyingress.tls.filter import TLSFilterFactory
@@ -20,9 +20,12 @@ from pyingress.tls.policy import (
 )
 
 
+def parse(values: dict[str, str]) -> TLSPolicy:
+    return parse_tls_policy(Annotations(values))
+
+
 def test_defaults_redirect_tls_hosts_only_and_send_hsts() -> None:
-    policy, errors = parse_tls_policy({})
-    assert errors == []
+    policy = parse({})
     assert policy == DEFAULT_TLS_POLICY
     assert policy.redirects(host_has_tls=True)
     assert not policy.redirects(host_has_tls=False)
@@ -31,49 +34,48 @@ def test_defaults_redirect_tls_hosts_only_and_send_hsts() -> None:
 
 @pytest.mark.parametrize("prefix", ["pyingress.io/", "nginx.ingress.kubernetes.io/"])
 def test_ssl_redirect_false_disables_and_force_enables(prefix: str) -> None:
-    off, _ = parse_tls_policy({prefix + "ssl-redirect": "false"})
+    off = parse({prefix + "ssl-redirect": "false"})
     assert not off.redirects(host_has_tls=True)
-    forced, _ = parse_tls_policy({prefix + "force-ssl-redirect": "true"})
+    forced = parse({prefix + "force-ssl-redirect": "true"})
     assert forced.redirects(host_has_tls=False)
 
 
 def test_native_annotation_wins_over_nginx_one() -> None:
-    policy, _ = parse_tls_policy(
+    policy = parse(
         {"pyingress.io/ssl-redirect": "true", "nginx.ingress.kubernetes.io/ssl-redirect": "false"}
     )
     assert policy.ssl_redirect is True
 
 
 def test_hsts_options() -> None:
-    policy, errors = parse_tls_policy(
+    policy = parse(
         {
             "pyingress.io/hsts-max-age": "600",
             "pyingress.io/hsts-include-subdomains": "false",
             "pyingress.io/hsts-preload": "TRUE",
         }
     )
-    assert errors == []
     assert hsts_header(policy) == b"max-age=600; preload"
     assert policy.hsts_value == b"max-age=600; preload"
-    off, _ = parse_tls_policy({"nginx.ingress.kubernetes.io/hsts": "false"})
+    off = parse({"nginx.ingress.kubernetes.io/hsts": "false"})
     assert hsts_header(off) is None
 
 
-def test_bad_values_are_reported_and_keep_defaults() -> None:
-    policy, errors = parse_tls_policy(
-        {"pyingress.io/ssl-redirect": "yes please", "pyingress.io/hsts-max-age": "-1"}
-    )
-    assert policy == TLSPolicy()
-    assert len(errors) == 2
-    text = "\n".join(errors)
-    assert "pyingress.io/ssl-redirect" in text and "'yes please'" in text
-    assert "hsts-max-age" in text
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("pyingress.io/ssl-redirect", "yes please"), ("nginx.ingress.kubernetes.io/hsts-max-age", "-1")],
+)
+def test_bad_values_raise_an_error_naming_the_annotation(key: str, value: str) -> None:
+    with pytest.raises(AnnotationError) as error:
+        parse({key: value})
+    assert key in str(error.value) and repr(value) in str(error.value)
 
 
 def test_acme_annotations() -> None:
-    assert parse_tls_policy({"pyingress.io/acme": "true"})[0].acme
-    assert parse_tls_policy({"kubernetes.io/tls-acme": "true"})[0].acme
-    assert not parse_tls_policy({"pyingress.io/acme": "false"})[0].acme
+    assert parse({"pyingress.io/acme": "true"}).acme
+    assert parse({"kubernetes.io/tls-acme": "true"}).acme
+    assert not parse({"pyingress.io/acme": "false"}).acme
+    assert not parse({"kubernetes.io/tls-acme": "true", "cert-manager.io/issuer": "x"}).acme
 
 
 @pytest.mark.parametrize(
@@ -145,13 +147,13 @@ def _view(scheme: str, host: str, target: str) -> RequestView:
 
 def test_policy_from_the_ingress_object() -> None:
     policy, problems = _policy_for(
-        {"kubernetes.io/tls-acme": "true", "pyingress.io/hsts-preload": "maybe"},
+        {"kubernetes.io/tls-acme": "true", "pyingress.io/hsts-preload": "true"},
         [{"hosts": ["App.Example.com"], "secretName": "app-tls"}, {"hosts": ["*.example.org"]}],
     )
-    assert policy.acme
+    assert policy.acme and policy.hsts_preload
     assert policy.tls_hosts == {"app.example.com", "*.example.org"}
     assert policy.certificate_hosts == {"app.example.com"}
-    assert [(p.reason, p.severity.value) for p in problems] == [("InvalidAnnotation", "warning")]
+    assert problems == []
 
 
 async def test_filter_redirects_http_and_adds_hsts_on_https() -> None:
