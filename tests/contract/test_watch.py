@@ -105,15 +105,15 @@ async def watch_then_write(target: Target, path: str, params: dict[str, str],
     registered the watch by then, so the write reaches it live), and return the first
     ``until`` events (fewer if the stream ends) with what ``write`` returned."""
     events: list[Event] = []
-    async with target.raw() as raw:
-        async with raw.stream("GET", path, params={"watch": "1", **params}) as response:
-            assert response.status_code == 200
-            written = await write()
-            async for line in response.aiter_lines():
-                if line.strip():
-                    events.append(json.loads(line))
-                    if len(events) >= until:
-                        break
+    async with target.raw() as raw, raw.stream("GET", path,
+                                               params={"watch": "1", **params}) as response:
+        assert response.status_code == 200
+        written = await write()
+        async for line in response.aiter_lines():
+            if line.strip():
+                events.append(json.loads(line))
+                if len(events) >= until:
+                    break
     return events, written
 
 

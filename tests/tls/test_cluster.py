@@ -210,6 +210,8 @@ def test_a_replica_that_did_not_order_answers_the_challenge_from_the_shared_secr
 
     assert (leader.orders(), follower.orders()) == (1, 0)
     assert "AcmeFailed" not in leader.process.output
+    # The leader asked the CA to validate only after its own watch brought the token back.
+    assert "did not come back through the watch" not in leader.process.output
     assert lease_holder(fake_apiserver).startswith("replica-a")
     # The token went through the Secret (published, then withdrawn) and none is left.
     patches = [r for r in fake_apiserver.requests()
