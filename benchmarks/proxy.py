@@ -206,8 +206,9 @@ def run_wrk(port: int, path: str, connections: int, seconds: int) -> Result:
          "-H", f"Host: {HOST}", "-H", f"Origin: {ORIGIN}", f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    # Anchored: "72.50%" in the thread statistics must not read as the 50th percentile.
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     counted = r"(?:Non-2xx or 3xx responses|connect|read|write|timeout)\s*:?\s*(\d+)"
     errors = sum(int(n) for n in re.findall(counted, out))
     return Result(rps, p50, p99, errors)

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 COMMANDS = {
     "serve": ("pyingress.commands.serve", "run the ingress controller and proxy"),
@@ -24,13 +25,20 @@ class StartupError(Exception):
     """A problem that stops a command before it does anything; printed as one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is a startup error like any other: one line, exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``command`` only that sub-command's module is imported and wired.
 
     Importing every sub-command would load the Kubernetes client, the OIDC libraries and the
     rest into every process, costing seconds of startup and tens of MB for features not in use.
     """
-    parser = argparse.ArgumentParser(prog="pyingress", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="pyingress", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)

@@ -82,8 +82,9 @@ def test_bad_flag_exits_non_zero_with_a_clear_line(
     args += flags
     code, lines = run_to_exit(*args)
     assert code == 2
-    assert message in lines[-1], lines
-    assert lines[-1].startswith("pyingress serve: error: "), lines
+    assert len(lines) == 1, lines
+    assert message in lines[0], lines
+    assert lines[0].startswith("pyingress serve: error: "), lines
 
 
 class HeldBackend:
