@@ -142,7 +142,7 @@ def proxy_conf(workdir: Path, port: int, backend: int) -> Path:
 
 
 def manifests(workdir: Path, backend: int, policies: Path | None) -> Path:
-    folder = workdir / f"manifests-{'policies' if policies else 'plain'}"
+    folder = workdir / f"manifests-{policies.name if policies else 'plain'}"
     folder.mkdir(exist_ok=True)
     annotations = ""
     if policies is not None:

@@ -340,7 +340,8 @@ class ProxyExchange(Exchange):
             if lname in RESPONSE_DROPPED:
                 if lname == b"connection":
                     # Hop-by-hop names are dropped anyway: ``keep-alive`` costs no second pass.
-                    named = connection_tokens(value) - HOP_BY_HOP
+                    if value.lower() != b"keep-alive":
+                        named = connection_tokens(value) - HOP_BY_HOP
                 elif lname == b"transfer-encoding":
                     te_chunked = True
                 elif lname == b"upgrade":

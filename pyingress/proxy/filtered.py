@@ -95,6 +95,7 @@ class FilteredExchange(ProxyExchange):
 
 _SUSPENDING = frozenset({"GET_AWAITABLE", "GET_ANEXT", "BEFORE_ASYNC_WITH", "YIELD_VALUE"})
 _NEVER_WAITS: dict[type, bool] = {}
+_CHAINS: dict[int, tuple[FilterChain, bool]] = {}
 
 
 def never_waits(chain: FilterChain) -> bool:
@@ -105,14 +106,20 @@ def never_waits(chain: FilterChain) -> bool:
     its bytecode. Anything else (a sub-request, a thread-pool hash) runs in a task, which also
     gives it the current task that timeouts and cancel scopes need.
     """
+    cached = _CHAINS.get(id(chain))
+    if cached is not None and cached[0] is chain:
+        return cached[1]
+    answer = True
     for item in chain.filters:
         kind = type(item)
         known = _NEVER_WAITS.get(kind)
         if known is None:
             known = _NEVER_WAITS[kind] = _cannot_suspend(getattr(kind, "on_request", None))
-        if not known:
-            return False
-    return True
+        answer = answer and known
+    if len(_CHAINS) >= 4096:  # chains of replaced tables: start over rather than grow
+        _CHAINS.clear()
+    _CHAINS[id(chain)] = (chain, answer)
+    return answer
 
 
 def _cannot_suspend(function: Any) -> bool:

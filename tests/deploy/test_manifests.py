@@ -11,7 +11,7 @@ import yaml
 
 from tests.deploy.conftest import DEPLOY, SCHEMA_VERSION, render
 
-BASES = [DEPLOY, DEPLOY / "announcer"]
+BASES = [DEPLOY, DEPLOY / "announcer", DEPLOY / "acme"]
 
 
 def by_kind(objects: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -127,6 +127,14 @@ def test_rbac_is_least_privilege(kubectl: str) -> None:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": service_account, "namespace": "pyingress"}
         ]
+
+
+def test_acme_addon_only_adds_secret_writes(kubectl: str) -> None:
+    kinds = by_kind(render(kubectl, DEPLOY / "acme"))
+    assert set(kinds) == {"ClusterRole", "ClusterRoleBinding"}
+    assert rules(kinds["ClusterRole"][0]) == {("", "secrets", v) for v in ("create", "update", "patch")}
+    (binding,) = kinds["ClusterRoleBinding"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pyingress", "namespace": "pyingress"}]
 
 
 def test_announcer_has_only_net_raw(kubectl: str) -> None:
