@@ -300,9 +300,9 @@ def report(runs: list[dict], args: argparse.Namespace, load_before: tuple[float,
                   f"{ratio:.2f}x | {row.p50_ms:.2f} | {row.p99_ms:.2f} | "
                   f"{p99_ratio:.1f}x | {row.errors} |")
             entry = {"proxy": run["name"], "size": size, "connections": connections,
-                     "rps": round(row.rps), "ratio": round(ratio, 3), "p50_ms": row.p50_ms,
-                     "p99_ms": row.p99_ms, "p99_ratio": round(p99_ratio, 2),
-                     "errors": row.errors}
+                     "rps": round(row.rps), "ratio": round(ratio, 3),
+                     "p50_ms": round(row.p50_ms, 3), "p99_ms": round(row.p99_ms, 3),
+                     "p99_ratio": round(p99_ratio, 2), "errors": row.errors}
             if plain is not None and runs.index(run) > runs.index(plain):
                 entry["vs_plain"] = round(row.rps / plain["rows"][(size, connections)].rps, 3)
             summary.append(entry)
@@ -322,8 +322,9 @@ def report(runs: list[dict], args: argparse.Namespace, load_before: tuple[float,
               f"{run['peak_kib'] / 1024:.1f} MiB |")
     memory = {run["name"]: {"idle_mib": round(run["idle_kib"] / 1024, 1),
                             "peak_mib": round(run["peak_kib"] / 1024, 1)} for run in runs}
-    print("BENCH_JSON " + json.dumps({"seconds": args.seconds, "load": [load_before[0],
-          load_after[0]], "rows": summary, "memory": memory}, separators=(",", ":")))
+    load = [round(load_before[0], 2), round(load_after[0], 2)]
+    print("BENCH_JSON " + json.dumps({"seconds": args.seconds, "load": load, "rows": summary,
+                                      "memory": memory}, separators=(",", ":")))
 
 
 if __name__ == "__main__":
