@@ -53,6 +53,8 @@ def client_in(client: str, networks: tuple[Network, ...]) -> bool:
 class AllowListFilter:
     """``allowlist-source-range``: 403 outside the list, or (satisfy any) a pass on auth."""
 
+    handles_response = False
+
     def __init__(self, policy: AuthPolicy) -> None:
         self.networks = policy.allow
         self.only_marks = policy.satisfy == SATISFY_ANY and policy.authenticates
@@ -99,7 +101,7 @@ class AuthFilter:
 
     def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
         for cookie in request.state.pop(SET_COOKIES, ()):
-            headers.append((b"set-cookie", cookie))
+            request.add_response_header(b"set-cookie", cookie)
 
     def _skipped(self, path: str) -> bool:
         for prefix in self.policy.skip_paths:
@@ -161,7 +163,7 @@ class AuthFilter:
             kept = strip_own_cookies(cookie_header)
             request.remove_header(b"cookie")
             if kept:
-                request.headers.append((b"cookie", kept))
+                request.add_header(b"cookie", kept)
         return None
 
 

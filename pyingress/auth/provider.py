@@ -3,7 +3,8 @@
 ID tokens are checked with ``joserfc`` (authlib's JOSE successor, which authlib itself depends
 on): signature against the provider's JWKS, ``iss``, ``aud``, ``exp`` and, after a login, the
 ``nonce``. A token signed with a key id we do not know makes us fetch the JWKS again (the
-provider rotated its keys), at most once per :data:`JWKS_REFRESH_INTERVAL`.
+provider rotated its keys), at most once per :data:`JWKS_REFRESH_INTERVAL`; the first fetch
+does not count, so a rotation soon after we started is still followed.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Provider:
         self._metadata: dict[str, Any] | None = None
         self._metadata_failed_at = -DISCOVERY_RETRY
         self._keys: KeySet | None = None
-        self._keys_fetched_at = -JWKS_REFRESH_INTERVAL
+        self._refetched_at = -JWKS_REFRESH_INTERVAL
         self._lock = asyncio.Lock()
 
     async def metadata(self) -> dict[str, Any]:
@@ -119,15 +120,18 @@ class Provider:
         return claims
 
     async def _key_set(self, force: bool) -> KeySet:
-        if self._keys is not None and not force:
-            return self._keys
+        """The cached keys; ``force`` (an unknown key id) fetches them again, rate-limited."""
+        cached = self._keys
+        if cached is not None and not force:
+            return cached
         async with self._lock:
-            recently = time.monotonic() - self._keys_fetched_at < JWKS_REFRESH_INTERVAL
-            if self._keys is not None and recently:
-                return self._keys
-            url = await self._jwks_uri()
-            document = await self._get_json(url)
-            self._keys_fetched_at = time.monotonic()
+            if self._keys is not None and self._keys is not cached:
+                return self._keys  # fetched by another request while this one waited
+            if self._keys is not None:
+                if time.monotonic() - self._refetched_at < JWKS_REFRESH_INTERVAL:
+                    return self._keys
+                self._refetched_at = time.monotonic()  # a failed refetch counts too
+            document = await self._get_json(await self._jwks_uri())
             try:
                 self._keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
             except (JoseError, ValueError, TypeError, KeyError) as exc:

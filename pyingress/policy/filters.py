@@ -11,46 +11,203 @@ from pyingress.routing.policy import DEFAULT_POLICY, RoutePolicy
 from pyingress.routing.table import Route
 
 Headers = list[tuple[bytes, bytes]]
+Field = tuple[bytes, bytes, bytes]
+"""A header as ``(lower-case name, name, value)``: the name is lowered once, where it is made."""
+
+NO_NAMES: frozenset[bytes] = frozenset()
 
 
-@dataclass(slots=True)
+def fields_of(headers: Iterable[tuple[bytes, bytes]]) -> tuple[Field, ...]:
+    """``(name, value)`` pairs as fields; filters call this once, when they are built."""
+    return tuple((name.lower(), name, value) for name, value in headers)
+
+
 class RequestView:
-    """What filters see of a request, and may change before it is forwarded.
+    """What filters see of a request, and what they change before it is forwarded.
 
-    ``headers`` are the client's request headers (names as sent); filters add, replace or strip
-    entries, and the proxy forwards the result (after its own hop-by-hop and forwarded-header
-    handling). ``target`` is the request target sent upstream; a rewrite changes it.
+    The request headers are the proxy's parsed fields, shared and never modified here: edits
+    are recorded (names removed, fields added) and applied in one pass when the upstream
+    request is built, so an edit costs no copy of the header list. Response edits work the
+    same way: filters add fields and name the headers to drop, and the proxy applies both
+    while it writes the response head. ``target`` is the request target sent upstream; a
+    rewrite changes it.
     """
 
-    method: str
-    target: str
-    path: str
-    """The normalised path the route was matched with (no query)."""
-    query: str
-    host: str
-    """Normalised host (lower case, no port)."""
-    scheme: str
-    client: str
-    """The client address, as trusted-proxy settings define it."""
-    headers: Headers
-    route: Route
-    response_headers: Headers = field(default_factory=list)
-    """Headers every filter wants on the response (HSTS, CORS, cookies)."""
-    state: dict[str, Any] = field(default_factory=dict)
+    __slots__ = (
+        "_added",
+        "_drop_names",
+        "_drop_prefixes",
+        "_extra",
+        "_fields",
+        "_removed",
+        "client",
+        "host",
+        "method",
+        "path",
+        "query",
+        "route",
+        "scheme",
+        "state",
+        "target",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        path: str,
+        query: str,
+        host: str,
+        scheme: str,
+        client: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        route: Route,
+        *,
+        fields: list[Field] | None = None,
+    ) -> None:
+        """``headers`` as ``(name, value)`` pairs, or (the proxy) ``fields`` as parsed."""
+        self.method = method
+        self.target = target
+        self.path = path
+        """The normalised path the route was matched with (no query)."""
+        self.query = query
+        self.host = host
+        """Normalised host (lower case, no port)."""
+        self.scheme = scheme
+        self.client = client
+        """The client address, as trusted-proxy settings define it."""
+        self.route = route
+        self.state: dict[str, Any] = {}
+        self._fields = fields if fields is not None else list(fields_of(headers))
+        self._removed: frozenset[bytes] | set[bytes] = NO_NAMES
+        self._added: list[Field] | None = None
+        self._extra: list[Field] | None = None
+        self._drop_names: frozenset[bytes] | set[bytes] = NO_NAMES
+        self._drop_prefixes: tuple[bytes, ...] = ()
+
+    # -- request headers ----------------------------------------------------------------------
 
     def header(self, name: bytes) -> bytes | None:
-        """The first value of a request header (``name`` lower-case)."""
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
+        """The first value of a request header as it will be forwarded (``name`` lower-case)."""
+        if name not in self._removed:
+            for lname, _, value in self._fields:
+                if lname == name:
+                    return value
+        if self._added:
+            for lname, _, value in self._added:
+                if lname == name:
+                    return value
         return None
 
     def remove_header(self, name: bytes) -> None:
-        self.headers[:] = [(key, value) for key, value in self.headers if key.lower() != name]
+        """Forward no request header called ``name`` (lower-case)."""
+        removed = self._removed
+        if not isinstance(removed, set):
+            removed = self._removed = set(removed)
+        removed.add(name)
+        if self._added:
+            self._added = [item for item in self._added if item[0] != name]
 
     def set_header(self, name: bytes, value: bytes) -> None:
-        self.remove_header(name.lower())
-        self.headers.append((name, value))
+        """Replace every request header called ``name`` (any case) by one with ``value``."""
+        lname = name.lower()
+        self.remove_header(lname)
+        self.add_field((lname, name, value))
+
+    def set_fields(self, items: tuple[Field, ...], names: frozenset[bytes]) -> None:
+        """:meth:`set_header` for several fields built once by a filter (``names``: theirs)."""
+        if not self._removed:
+            self._removed = names
+        else:
+            self._removed = {*self._removed, *names}
+        added = self._added
+        if added:
+            self._added = [item for item in added if item[0] not in names]
+            self._added.extend(items)
+        else:
+            self._added = list(items)
+
+    def add_header(self, name: bytes, value: bytes) -> None:
+        """Forward one more request header, keeping any others of that name."""
+        self.add_field((name.lower(), name, value))
+
+    def add_field(self, item: Field) -> None:
+        """:meth:`add_header` with the name already lowered (built once by the filter)."""
+        if self._added is None:
+            self._added = [item]
+        else:
+            self._added.append(item)
+
+    @property
+    def edited(self) -> bool:
+        """True when a filter removed or added a request header."""
+        return bool(self._removed) or bool(self._added)
+
+    def forwarded_fields(self) -> list[Field]:
+        """The request headers to forward: the client's minus removals, plus additions."""
+        removed = self._removed
+        kept = [item for item in self._fields if item[0] not in removed] if removed else self._fields
+        return kept + self._added if self._added else list(kept)
+
+    @property
+    def headers(self) -> Headers:
+        """The request headers to forward, as ``(name, value)`` pairs (a copy: edit with the
+        methods above)."""
+        return [(name, value) for _, name, value in self.forwarded_fields()]
+
+    # -- response headers ---------------------------------------------------------------------
+
+    def add_response_header(self, name: bytes, value: bytes) -> None:
+        """Put a header on the response (whoever answers: the upstream or a :class:`Reply`)."""
+        self.add_response_fields(((name.lower(), name, value),))
+
+    def add_response_fields(self, items: Iterable[Field]) -> None:
+        """Several response headers at once, names already lowered (built once by the filter)."""
+        if self._extra is None:
+            self._extra = list(items)
+        else:
+            self._extra.extend(items)
+
+    def drop_response_headers(self, names: frozenset[bytes]) -> None:
+        """Remove the response headers called any of ``names`` (lower-case) that the response
+        has so far: the upstream's (or the Reply's) and those filters added before."""
+        if self._extra:
+            self._extra = [item for item in self._extra if item[0] not in names]
+        drop = self._drop_names
+        if not drop:
+            self._drop_names = names
+        elif isinstance(drop, set):
+            drop.update(names)
+        else:
+            self._drop_names = set(drop) | names
+
+    def drop_response_prefix(self, prefix: bytes) -> None:
+        """:meth:`drop_response_headers` for every name starting with ``prefix`` (lower-case)."""
+        if self._extra:
+            self._extra = [item for item in self._extra if not item[0].startswith(prefix)]
+        self._drop_prefixes = (*self._drop_prefixes, prefix)
+
+    def response_edits(self) -> tuple[frozenset[bytes] | set[bytes], tuple[bytes, ...], list[Field]]:
+        """``(names, prefixes, fields)``: what to drop from the response and what to add; the
+        edits are handed over once (a second call returns none)."""
+        edits = (self._drop_names, self._drop_prefixes, self._extra or [])
+        self._drop_names, self._drop_prefixes, self._extra = NO_NAMES, (), None
+        return edits
+
+    def apply_response_edits(self, headers: Headers) -> None:
+        """Apply :meth:`response_edits` to ``headers`` in place (replies, tests)."""
+        names, prefixes, extra = self.response_edits()
+        if names or prefixes:
+            headers[:] = [
+                (name, value)
+                for name, value in headers
+                if not dropped(name.lower(), names, prefixes)
+            ]
+        headers.extend((name, value) for _, name, value in extra)
+
+
+def dropped(lname: bytes, names: frozenset[bytes] | set[bytes], prefixes: tuple[bytes, ...]) -> bool:
+    return lname in names or (bool(prefixes) and lname.startswith(prefixes))
 
 
 @dataclass(slots=True)
@@ -66,8 +223,17 @@ class Filter(Protocol):
     """One concern's behaviour for one route policy.
 
     ``on_request`` runs before the request is forwarded: return a :class:`Reply` to answer at
-    the proxy, or None to continue (after editing the request). ``on_response`` may add or
-    change response headers from the upstream (or from a Reply).
+    the proxy, or None to continue, after editing the request through the :class:`RequestView`
+    (``set_header``, ``remove_header``, ``add_header``, ``target``). ``on_response`` runs when
+    the response head is known (the upstream's, or a Reply's): ``headers`` are what the
+    response has so far, to read only; a filter changes the response through the view
+    (``add_response_fields``, ``drop_response_headers``, ``drop_response_prefix``), and the
+    proxy applies every edit in one pass while it writes the head.
+
+    Both run once per request, so a filter builds everything static (header fields with
+    their names lowered, whole replies) when it is made, not per request. A filter whose
+    ``on_request`` or ``on_response`` never does anything may say so with a false
+    ``handles_request`` or ``handles_response`` attribute: the chain then skips the call.
     """
 
     async def on_request(self, request: RequestView) -> Reply | None: ...
@@ -94,23 +260,32 @@ def register_filter(order: int, factory: FilterFactory) -> None:
 class FilterChain:
     """The filters of one policy, in order."""
 
-    __slots__ = ("filters",)
+    __slots__ = ("filters", "requesting", "responding")
 
     def __init__(self, filters: tuple[Filter, ...]) -> None:
         self.filters = filters
+        self.requesting = tuple(f for f in filters if getattr(f, "handles_request", True))
+        self.responding = tuple(f for f in filters if getattr(f, "handles_response", True))
 
     async def on_request(self, request: RequestView) -> Reply | None:
-        for item in self.filters:
+        """Run each filter's ``on_request``; a Reply ends the chain, and gets every filter's
+        response edits applied to its headers."""
+        for item in self.requesting:
             reply = await item.on_request(request)
             if reply is not None:
-                for response_filter in self.filters:
-                    response_filter.on_response(request, reply.status, reply.headers)
+                self.on_response(request, reply.status, reply.headers)
                 return reply
         return None
 
-    def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
-        for item in self.filters:
+    def run_response(self, request: RequestView, status: int, headers: Headers) -> None:
+        """Run each filter's ``on_response``; the edits stay on ``request`` for the proxy."""
+        for item in self.responding:
             item.on_response(request, status, headers)
+
+    def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
+        """Run each filter's ``on_response`` and apply the edits to ``headers`` in place."""
+        self.run_response(request, status, headers)
+        request.apply_response_edits(headers)
 
 
 EMPTY_CHAIN = FilterChain(())

@@ -10,6 +10,7 @@ calls :meth:`ClientConnection.exchange_done`.
 from __future__ import annotations
 
 import asyncio
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from pyingress.proxy import errors
@@ -34,6 +35,10 @@ RAW = 1
 CHUNKED = 2
 
 LAST_CHUNK = b"0\r\n\r\n"
+
+_PLAIN_EXTRA = RESPONSE_DROPPED | {b"content-length"}
+"""Names a filter's extra response header cannot simply be appended with (framing, hop-by-hop)."""
+_NAME = itemgetter(0)
 
 
 class RequestHead:
@@ -324,9 +329,34 @@ class ProxyExchange(Exchange):
 
     # -- response leg -------------------------------------------------------------------------
 
-    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
-        """Write the response head; True when the body ends only when the upstream closes."""
+    def response_head(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        extra: list[tuple[bytes, bytes, bytes]] | None = None,
+        drop: frozenset[bytes] | set[bytes] | None = None,
+        drop_prefixes: tuple[bytes, ...] = (),
+    ) -> bool:
+        """Write the response head; True when the body ends only when the upstream closes.
+
+        The route's filters (if any) add ``extra`` headers, as ``(lower-case name, name,
+        value)``, and replace the upstream's headers named in ``drop`` or starting with one of
+        ``drop_prefixes``: applied here, in the one pass over the upstream's headers.
+        """
         request = self.request
+        if extra and not _PLAIN_EXTRA.isdisjoint(map(_NAME, extra)):
+            # Rare (a filter adding framing or hop-by-hop headers): take the general path.
+            if drop is not None:
+                headers = [
+                    (name, value)
+                    for name, value in headers
+                    if (lname := name.lower()) not in drop
+                    and not (drop_prefixes and lname.startswith(drop_prefixes))
+                ]
+                drop = None
+            headers = [*headers, *((name, value) for _, name, value in extra)]
+            extra = None
         if self.traffic is not None:
             proxying.response_headers(self, headers)
         self.status = status
@@ -347,9 +377,15 @@ class ProxyExchange(Exchange):
                 elif lname == b"upgrade":
                     upgrade = value
                 continue
+            if drop is not None and (
+                lname in drop or (drop_prefixes and lname.startswith(drop_prefixes))
+            ):
+                continue
             if lname == b"content-length":
                 has_length = True
             parts.append(b"%s: %s\r\n" % (name, value))
+        if extra:
+            parts.extend([b"%s: %s\r\n" % (name, value) for _, name, value in extra])
         if named:
             parts = [p for p in parts if p.partition(b":")[0].lower() not in named]
         until_close = False

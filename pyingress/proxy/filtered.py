@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from pyingress.policy.filters import FilterChain, Headers, Reply, RequestView
+from pyingress.policy.filters import FilterChain, Reply, RequestView
 from pyingress.proxy import errors
 from pyingress.proxy.exchange import ProxyExchange, RequestHead
 from pyingress.proxy.headers import DATE
@@ -30,14 +30,15 @@ logger = logging.getLogger("pyingress.proxy")
 class FilteredExchange(ProxyExchange):
     """A :class:`ProxyExchange` that first runs its route's filter chain."""
 
-    __slots__ = ("chain", "view")
+    __slots__ = ("chain", "original_target", "view")
 
     def __init__(
         self, conn: ClientConnection, request: RequestHead, route: Route, chain: FilterChain
     ) -> None:
         super().__init__(conn, request, route)
         self.chain = chain
-        self.view = request_view(conn, request, route)
+        self.view = view = request_view(request, route)
+        self.original_target = view.target
 
     def start(self) -> None:
         conn = self.conn
@@ -71,24 +72,25 @@ class FilteredExchange(ProxyExchange):
     def _apply_view(self) -> None:
         """Carry the filters' edits (headers, target) into the request sent upstream."""
         request, view = self.request, self.view
-        request.headers = [(name.lower(), name, value) for name, value in view.headers]
-        request.target = view.target.encode("latin-1")
+        if view.edited:
+            request.headers = view.forwarded_fields()
+        if view.target is not self.original_target:
+            request.target = view.target.encode("latin-1")
 
     def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
-        headers.extend(self.view.response_headers)
-        self.chain.on_response(self.view, status, headers)
-        return super().response_head(status, reason, headers)
+        view = self.view
+        self.chain.run_response(view, status, headers)
+        names, prefixes, extra = view.response_edits()
+        if names or prefixes:
+            return super().response_head(status, reason, headers, extra, names, prefixes)
+        return super().response_head(status, reason, headers, extra)
 
     def reply(self, reply: Reply) -> None:
         """Answer at the proxy with a filter's reply; an unread request body is discarded."""
         conn, request = self.conn, self.request
         self.pending = []
         keep_alive = request.keep_alive and not request.upgrade and not conn.server.closing
-        conn.transport.write(
-            reply_bytes(
-                reply, self.view.response_headers, conn.server.ident, request.head_only, keep_alive
-            )
-        )
+        conn.transport.write(reply_bytes(reply, conn.server.ident, request.head_only, keep_alive))
         conn.resume(conn.PAUSE_CONNECT)
         self.finish(reply.status, keep_alive, self.route)
 
@@ -141,28 +143,31 @@ def _run_now(coroutine: Coroutine[Any, Any, None]) -> None:
     raise RuntimeError("a filter chain that cannot suspend suspended")
 
 
-def request_view(conn: ClientConnection, request: RequestHead, route: Route) -> RequestView:
+def request_view(request: RequestHead, route: Route) -> RequestView:
+    """The view of ``request``: it shares the parsed header fields (edits never copy them)."""
     target = request.target.decode("latin-1")
+    host = request.host
+    if host != route.host:  # a route's host is normalised already: equal needs no work
+        host = normalize_host(host)
     return RequestView(
-        method=request.method.decode("latin-1"),
-        target=target,
-        path=request.path,
-        query=target.partition("?")[2],
-        host=normalize_host(request.host),
-        scheme=request.proto.decode(),
-        client=request.client.decode(),
-        headers=[(name, value) for _, name, value in request.headers],
-        route=route,
+        request.method.decode("latin-1"),
+        target,
+        request.path,
+        target.partition("?")[2],
+        host,
+        request.proto.decode(),
+        request.client.decode(),
+        (),
+        route,
+        fields=request.headers,
     )
 
 
-def reply_bytes(
-    reply: Reply, extra: Headers, ident: bytes, head_only: bool, keep_alive: bool
-) -> bytes:
+def reply_bytes(reply: Reply, ident: bytes, head_only: bool, keep_alive: bool) -> bytes:
     status = reply.status
     phrase = HTTPStatus(status).phrase.encode() if status in HTTPStatus._value2member_map_ else b""
     parts = [b"HTTP/1.1 %d %s\r\n" % (status, phrase), ident, DATE.line()]
-    parts.extend(b"%s: %s\r\n" % (name, value) for name, value in (*reply.headers, *extra))
+    parts.extend(b"%s: %s\r\n" % (name, value) for name, value in reply.headers)
     parts.append(b"content-length: %d\r\n" % len(reply.body))
     if not keep_alive:
         parts.append(b"connection: close\r\n")

@@ -4,6 +4,9 @@ Events are deduplicated and rate-limited, because the compiler reports the same 
 every compile: one Event per (object, reason, message), whose ``count`` and ``lastTimestamp``
 are bumped with a PATCH at most once per ``interval``; and a global token bucket caps the
 writes of all Events together, so a storm of broken Ingresses cannot flood the API server.
+Which Event belongs to which problem is remembered however long the problem was gone (in a
+bounded LRU, as client-go's correlator does), so a problem that comes back is counted on its
+Event instead of getting a second one.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import os
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +31,10 @@ REPORTING_CONTROLLER = "pyingress.io/ingress-controller"
 API_VERSIONS = {"Ingress": "networking.k8s.io/v1"}
 
 Key = tuple[ObjectRef, str, str]
+
+MAX_RECORDED = 4096
+"""Events remembered for deduplication (client-go's correlator keeps as many); the one whose
+problem was reported least recently is forgotten first."""
 
 
 def now_rfc3339() -> str:
@@ -92,7 +100,7 @@ class EventRecorder:
         self.bucket = TokenBucket(rate, burst)
         self.active = active
         self.instance = instance or os.environ.get("POD_NAME") or os.uname().nodename
-        self._recorded: dict[Key, _Recorded] = {}
+        self._recorded: OrderedDict[Key, _Recorded] = OrderedDict()
         self._pending: dict[Key, Problem] = {}
         self._wake = asyncio.Event()
 
@@ -105,19 +113,26 @@ class EventRecorder:
                 continue
             key = (problem.ref, problem.reason, problem.message)
             recorded = self._recorded.get(key)
-            if recorded is None or now - recorded.posted_at >= self.interval:
+            if recorded is not None:
+                self._recorded.move_to_end(key)
+            if not self._recent(recorded, now):
                 pending[key] = problem
         self._pending = pending  # problems solved meanwhile are not reported late
         self.notify()
-        self._forget_older_than(now - 10 * self.interval)
 
     def notify(self, *_: object) -> None:
         """Look at the queue again (new problems, or this replica became the writer)."""
         self._wake.set()
 
-    def _forget_older_than(self, cutoff: float) -> None:
-        for key in [k for k, rec in self._recorded.items() if rec.posted_at < cutoff]:
-            del self._recorded[key]
+    def _recent(self, recorded: _Recorded | None, now: float) -> bool:
+        """Whether the Event was written less than an interval ago (and so is not bumped)."""
+        return recorded is not None and now - recorded.posted_at < self.interval
+
+    def _remember(self, key: Key, recorded: _Recorded) -> None:
+        self._recorded[key] = recorded
+        self._recorded.move_to_end(key)
+        while len(self._recorded) > MAX_RECORDED:
+            self._recorded.popitem(last=False)
 
     async def run(self) -> None:
         """Write queued Events until cancelled, within the token bucket."""
@@ -139,6 +154,8 @@ class EventRecorder:
         if obj is None:
             return  # the object is gone; nothing to attach the Event to
         recorded = self._recorded.get(key)
+        if self._recent(recorded, time.monotonic()):
+            return  # queued again while its first write was in flight: that one counts
         try:
             if recorded is not None:
                 try:
@@ -150,7 +167,7 @@ class EventRecorder:
                     if exc.status != 404:
                         raise
             name = await self._create(problem, obj)
-            self._recorded[key] = _Recorded(name, 1, time.monotonic())
+            self._remember(key, _Recorded(name, 1, time.monotonic()))
             log.info("event posted %s reason=%s", problem.ref, problem.reason)
         except KubeError as exc:
             log.warning("cannot record event for %s (%s): %s", problem.ref, problem.reason, exc)

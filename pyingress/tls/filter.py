@@ -44,7 +44,7 @@ class TLSFilter:
             return
         value = self.policy.hsts_for(request.host)
         if value is not None and not any(name.lower() == HSTS for name, _ in headers):
-            headers.append((HSTS, value))
+            request.add_response_fields(((HSTS, HSTS, value),))
 
 
 class TLSFilterFactory:

@@ -6,7 +6,7 @@ allowed origin is a preflight and is answered by the proxy with 204.
 
 from __future__ import annotations
 
-from pyingress.policy.filters import Headers, Reply, RequestView
+from pyingress.policy.filters import Field, Headers, Reply, RequestView, fields_of
 from pyingress.traffic.policy import CorsPolicy
 
 _DONE = "traffic.cors_done"
@@ -34,21 +34,38 @@ class OriginMatcher:
         return False
 
 
+MAX_ORIGINS = 256
+"""Origins whose decision and headers are kept per filter; past that the cache starts over."""
+_PREFIX = b"access-control-"
+
+
 class CorsFilter:
-    """The run-time side of :class:`CorsPolicy` (filter order 40)."""
+    """The run-time side of :class:`CorsPolicy` (filter order 40).
+
+    The response headers for an origin are built once and reused: the decision and the
+    header fields are cached per ``Origin`` value.
+    """
 
     def __init__(self, policy: CorsPolicy) -> None:
         self.policy = policy
         self.origins = OriginMatcher(policy.allow_origins)
-        self._common: Headers = [
+        common: Headers = [
             (b"Access-Control-Allow-Methods", ", ".join(policy.allow_methods).encode()),
             (b"Access-Control-Allow-Headers", ", ".join(policy.allow_headers).encode()),
         ]
         if policy.allow_credentials:
-            self._common.append((b"Access-Control-Allow-Credentials", b"true"))
+            common.append((b"Access-Control-Allow-Credentials", b"true"))
         if policy.expose_headers:
             exposed = ", ".join(policy.expose_headers).encode()
-            self._common.append((b"Access-Control-Expose-Headers", exposed))
+            common.append((b"Access-Control-Expose-Headers", exposed))
+        self._common = common
+        self._preflight = fields_of(
+            [
+                (b"Access-Control-Max-Age", str(policy.max_age).encode()),
+                (b"Content-Type", b"text/plain; charset=utf-8"),
+            ]
+        )
+        self._decided: dict[bytes, tuple[Field, ...] | None] = {}
 
     def _headers_for(self, origin: bytes) -> Headers:
         allowed = b"*" if self.origins.any else origin
@@ -57,29 +74,37 @@ class CorsFilter:
             headers.append((b"Vary", b"Origin"))
         return headers
 
-    async def on_request(self, request: RequestView) -> Reply | None:
+    def _fields_for(self, request: RequestView) -> tuple[Field, ...] | None:
+        """The CORS response headers for the request's origin, or None when not allowed."""
         origin = request.header(b"origin")
-        if origin is None or not self.origins.allows(origin.decode("latin-1")):
+        if origin is None:
             return None
+        decided = self._decided
+        try:
+            return decided[origin]
+        except KeyError:
+            pass
+        allowed = self.origins.allows(origin.decode("latin-1"))
+        made = fields_of(self._headers_for(origin)) if allowed else None
+        if len(decided) >= MAX_ORIGINS:
+            decided.clear()
+        decided[origin] = made
+        return made
+
+    async def on_request(self, request: RequestView) -> Reply | None:
         if request.method != "OPTIONS":
             return None
+        found = self._fields_for(request)
+        if found is None:
+            return None
         request.state[_DONE] = True
-        headers = self._headers_for(origin)
-        headers += [
-            (b"Access-Control-Max-Age", str(self.policy.max_age).encode()),
-            (b"Content-Type", b"text/plain; charset=utf-8"),
-        ]
-        return Reply(204, headers)
+        return Reply(204, [(name, value) for _, name, value in (*found, *self._preflight)])
 
     def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
-        if request.state.get(_DONE):
+        if request.state and request.state.get(_DONE):
             return
-        origin = request.header(b"origin")
-        if origin is None or not self.origins.allows(origin.decode("latin-1")):
+        found = self._fields_for(request)
+        if found is None:
             return
-        headers[:] = [
-            (name, value)
-            for name, value in headers
-            if not name.lower().startswith(b"access-control-")
-        ]
-        headers.extend(self._headers_for(origin))
+        request.drop_response_prefix(_PREFIX)
+        request.add_response_fields(found)

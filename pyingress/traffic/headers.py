@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from pyingress.policy.filters import Headers, Reply, RequestView
+from pyingress.policy.filters import Headers, Reply, RequestView, fields_of
 
 
 class ResponseHeadersFilter:
     """Sets each configured header, replacing a value the backend sent (filter order 70)."""
 
+    handles_request = False
+
     def __init__(self, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         self.headers = headers
-        self._names = frozenset(name.lower() for name, _ in headers)
+        self._fields = fields_of(headers)
+        self._names = frozenset(lname for lname, _, _ in self._fields)
 
     async def on_request(self, request: RequestView) -> Reply | None:
         return None
 
     def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
-        headers[:] = [(name, value) for name, value in headers if name.lower() not in self._names]
-        headers.extend(self.headers)
+        request.drop_response_headers(self._names)
+        request.add_response_fields(self._fields)

@@ -115,12 +115,18 @@ class LimitFilter:
             ConnectionLimiter(policy.connections, clock) if policy.connections else None
         )
         self._exempt: dict[str, bool] = {}
+        self.handles_response = self._connections is not None
+        """Only a connection limit has anything to do when the response starts."""
 
     async def on_request(self, request: RequestView) -> Reply | None:
         client = request.client
         if self.policy.allowlist and self._is_exempt(client):
             return None
-        wait = max((limiter.wait_time(client) for limiter in self._limiters), default=0.0)
+        limiters = self._limiters
+        if len(limiters) == 1:
+            wait = limiters[0].wait_time(client)
+        else:
+            wait = max((limiter.wait_time(client) for limiter in limiters), default=0.0)
         if wait > 0.0:
             return self._reply(wait)
         if self._connections is not None:
@@ -130,8 +136,10 @@ class LimitFilter:
         return None
 
     def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
+        if self._connections is None:
+            return
         client = request.state.pop(_SLOT_KEY, None)
-        if client is not None and self._connections is not None:
+        if client is not None:
             self._connections.release(client)
 
     def _is_exempt(self, client: str) -> bool:

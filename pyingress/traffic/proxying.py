@@ -67,7 +67,21 @@ def begin(exchange: ProxyExchange, policy: TrafficPolicy) -> Endpoint | None:
             return None
         state.body = BodyLimit(limit)
     server = exchange.conn.server
-    choice = server.traffic.chooser.choose(exchange.route, facts(exchange))
+    chooser = server.traffic.chooser
+    upstream = policy.upstream
+    if (
+        policy.split is None
+        and upstream.affinity is None
+        and not upstream.hash_by
+        and upstream.load_balance != "ewma"
+    ):
+        # Plain round-robin: what the chooser would do, without its per-request objects.
+        backend = exchange.route.backend
+        if not backend.endpoints:
+            exchange.respond_error(503, backend.unavailable or "no ready endpoint")
+            return None
+        return chooser.fallback.pick(backend)
+    choice = chooser.choose(exchange.route, facts(exchange))
     if choice is None:
         exchange.respond_error(503, exchange.route.backend.unavailable or "no ready endpoint")
         return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from pyingress.policy.filters import Headers, Reply, RequestView
+from pyingress.policy.filters import Headers, Reply, RequestView, fields_of
 from pyingress.traffic.policy import TrafficPolicy
 
 _GROUP_RE = re.compile(r"\$(\d)")
@@ -54,10 +54,20 @@ def _redirect(code: int, location: str) -> Reply:
 class RewriteFilter:
     """The request-editing and redirecting part of a :class:`TrafficPolicy`."""
 
+    handles_response = False
+
     def __init__(self, policy: TrafficPolicy) -> None:
         self.policy = policy
         self._template = compile_template(policy.rewrite.target) if policy.rewrite else None
         self._patterns: dict[str, re.Pattern[str] | None] = {}
+        edits: list[tuple[bytes, bytes]] = []
+        if policy.x_forwarded_prefix:
+            edits.append((b"X-Forwarded-Prefix", policy.x_forwarded_prefix.encode("latin-1")))
+        if policy.upstream_vhost:
+            edits.append((b"Host", policy.upstream_vhost.encode("latin-1")))
+        self._header_edits = fields_of(edits)
+        """The request headers this policy sets, built once."""
+        self._edited_names = frozenset(lname for lname, _, _ in self._header_edits)
 
     async def on_request(self, request: RequestView) -> Reply | None:
         policy = self.policy
@@ -71,10 +81,8 @@ class RewriteFilter:
             return _redirect(302, f"{request.scheme}://{self._authority(request)}{policy.app_root}")
         if self._template is not None:
             self._rewrite(request, self._template)
-        if policy.x_forwarded_prefix:
-            request.set_header(b"X-Forwarded-Prefix", policy.x_forwarded_prefix.encode("latin-1"))
-        if policy.upstream_vhost:
-            request.set_header(b"Host", policy.upstream_vhost.encode("latin-1"))
+        if self._header_edits:
+            request.set_fields(self._header_edits, self._edited_names)
         return None
 
     def on_response(self, request: RequestView, status: int, headers: Headers) -> None:

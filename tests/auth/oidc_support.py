@@ -31,12 +31,14 @@ def ensure_idp_installed() -> None:
         pytest.skip(f"npm ci in {IDP_DIR.name} failed: {done.stderr[-300:]}")
 
 
-def start_idp(port: int, redirect_uris: list[str], logout_uris: list[str], ttl: int) -> ManagedProcess:
+def start_idp(port: int, redirect_uris: list[str], logout_uris: list[str], ttl: int,
+              env: dict[str, str] | None = None) -> ManagedProcess:
+    """The test provider on ``port``; ``env`` adds settings (JWKS_FILE, HIDDEN_KIDS)."""
     ensure_idp_installed()
     process = ManagedProcess(
         ["node", str(IDP_DIR / "provider.mjs")], cwd=str(IDP_DIR),
         env={"PORT": str(port), "REDIRECT_URIS": ",".join(redirect_uris),
-             "POST_LOGOUT_URIS": ",".join(logout_uris), "TOKEN_TTL": str(ttl)})
+             "POST_LOGOUT_URIS": ",".join(logout_uris), "TOKEN_TTL": str(ttl), **(env or {})})
     url = f"http://127.0.0.1:{port}/.well-known/openid-configuration"
     wait_until(lambda: process.proc.poll() is None and httpx.get(url, timeout=5).status_code == 200,
                what="oidc-provider discovery")

@@ -1,12 +1,28 @@
 // OpenID Connect provider for the auth tests (loopback only), built on oidc-provider.
-// Env: PORT, ISSUER, REDIRECT_URIS and POST_LOGOUT_URIS (comma-separated), TOKEN_TTL (seconds).
+// Env: PORT, ISSUER, REDIRECT_URIS and POST_LOGOUT_URIS (comma-separated), TOKEN_TTL (seconds),
+// JWKS_FILE (a private JWKS; its first key signs; default: a key generated at start),
+// HIDDEN_KIDS (comma-separated key ids left out of /jwks: a provider signing with a key it
+// does not publish). Every /jwks request is logged as "jwks served" so tests can count them.
+// Clients: pyingress/pyingress-secret and team/team-secret (same redirect URIs).
 // Users: alice/wonderland (groups admins, grafana-editors), bob/builder (no groups).
+import { readFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
 
 const PORT = Number(process.env.PORT || 9000);
 const ISSUER = process.env.ISSUER || `http://127.0.0.1:${PORT}`;
 const TTL = Number(process.env.TOKEN_TTL || 300);
 const list = (name) => (process.env[name] || '').split(',').filter(Boolean);
+const JWKS = process.env.JWKS_FILE ? JSON.parse(readFileSync(process.env.JWKS_FILE, 'utf8')) : undefined;
+const HIDDEN_KIDS = list('HIDDEN_KIDS');
+const client = (id, secret) => ({
+  client_id: id,
+  client_secret: secret,
+  redirect_uris: list('REDIRECT_URIS'),
+  post_logout_redirect_uris: list('POST_LOGOUT_URIS'),
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'client_secret_basic',
+});
 const USERS = {
   alice: {
     password: 'wonderland',
@@ -25,15 +41,8 @@ const USERS = {
 };
 
 const provider = new Provider(ISSUER, {
-  clients: [{
-    client_id: 'pyingress',
-    client_secret: 'pyingress-secret',
-    redirect_uris: list('REDIRECT_URIS'),
-    post_logout_redirect_uris: list('POST_LOGOUT_URIS'),
-    grant_types: ['authorization_code', 'refresh_token'],
-    response_types: ['code'],
-    token_endpoint_auth_method: 'client_secret_basic',
-  }],
+  clients: [client('pyingress', 'pyingress-secret'), client('team', 'team-secret')],
+  ...(JWKS ? { jwks: JWKS } : {}),
   scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
   claims: {
     openid: ['sub'],
@@ -65,6 +74,13 @@ const provider = new Provider(ISSUER, {
     rpInitiatedLogout: { enabled: true },
     revocation: { enabled: true },
   },
+});
+
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.path !== '/jwks' || ctx.status !== 200) return;
+  console.log('jwks served');
+  if (HIDDEN_KIDS.length) ctx.body = { keys: ctx.body.keys.filter((k) => !HIDDEN_KIDS.includes(k.kid)) };
 });
 
 // A password-checking login form (the built-in dev login accepts any user and ignores passwords).
