@@ -60,6 +60,9 @@ class AllowListFilter:
         self.only_marks = policy.satisfy == SATISFY_ANY and policy.authenticates
 
     async def on_request(self, request: RequestView) -> Reply | None:
+        return self.check(request)
+
+    def check(self, request: RequestView) -> Reply | None:
         inside = client_in(request.client, self.networks)
         if self.only_marks:
             if inside:

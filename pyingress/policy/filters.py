@@ -22,6 +22,33 @@ def fields_of(headers: Iterable[tuple[bytes, bytes]]) -> tuple[Field, ...]:
     return tuple((name.lower(), name, value) for name, value in headers)
 
 
+class HeaderBlock:
+    """Response headers a filter adds, made once: the fields and their bytes on the wire."""
+
+    __slots__ = ("appendable", "data", "fields", "names")
+
+    def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        self.fields = fields_of(headers)
+        self.names = frozenset(lname for lname, _, _ in self.fields)
+        self.data = b"".join(b"%s: %s\r\n" % (name, value) for _, name, value in self.fields)
+        # Imported here: the proxy package imports this module.
+        from pyingress.proxy.headers import RESPONSE_DROPPED
+
+        self.appendable = self.names.isdisjoint(RESPONSE_DROPPED) and (
+            b"content-length" not in self.names
+        )
+        """False when a header needs the proxy's handling (framing, hop-by-hop), not just
+        appending after the upstream's."""
+
+    def without(self, names: frozenset[bytes] | set[bytes], prefix: bytes = b"") -> HeaderBlock:
+        """This block less the headers called ``names`` or starting with ``prefix``."""
+        return HeaderBlock(
+            (name, value)
+            for lname, name, value in self.fields
+            if lname not in names and not (prefix and lname.startswith(prefix))
+        )
+
+
 class RequestView:
     """What filters see of a request, and what they change before it is forwarded.
 
@@ -62,7 +89,6 @@ class RequestView:
         client: str,
         headers: Iterable[tuple[bytes, bytes]],
         route: Route,
-        *,
         fields: list[Field] | None = None,
     ) -> None:
         """``headers`` as ``(name, value)`` pairs, or (the proxy) ``fields`` as parsed."""
@@ -81,7 +107,7 @@ class RequestView:
         self._fields = fields if fields is not None else list(fields_of(headers))
         self._removed: frozenset[bytes] | set[bytes] = NO_NAMES
         self._added: list[Field] | None = None
-        self._extra: list[Field] | None = None
+        self._extra: list[HeaderBlock] | None = None
         self._drop_names: frozenset[bytes] | set[bytes] = NO_NAMES
         self._drop_prefixes: tuple[bytes, ...] = ()
 
@@ -138,41 +164,43 @@ class RequestView:
         else:
             self._added.append(item)
 
-    @property
-    def edited(self) -> bool:
-        """True when a filter removed or added a request header."""
-        return bool(self._removed) or bool(self._added)
-
-    def forwarded_fields(self) -> list[Field]:
-        """The request headers to forward: the client's minus removals, plus additions."""
-        removed = self._removed
-        kept = [item for item in self._fields if item[0] not in removed] if removed else self._fields
-        return kept + self._added if self._added else list(kept)
+    def edited_fields(self) -> list[Field] | None:
+        """The request headers to forward if a filter changed them (else None): the client's
+        less the removed names, plus the added fields."""
+        removed, added = self._removed, self._added
+        if not removed:
+            return self._fields + added if added else None
+        kept = [item for item in self._fields if item[0] not in removed]
+        return kept + added if added else kept
 
     @property
     def headers(self) -> Headers:
         """The request headers to forward, as ``(name, value)`` pairs (a copy: edit with the
         methods above)."""
-        return [(name, value) for _, name, value in self.forwarded_fields()]
+        fields = self.edited_fields()
+        return [(name, value) for _, name, value in (self._fields if fields is None else fields)]
 
     # -- response headers ---------------------------------------------------------------------
 
     def add_response_header(self, name: bytes, value: bytes) -> None:
         """Put a header on the response (whoever answers: the upstream or a :class:`Reply`)."""
-        self.add_response_fields(((name.lower(), name, value),))
+        self.add_response_block(HeaderBlock(((name, value),)))
 
-    def add_response_fields(self, items: Iterable[Field]) -> None:
-        """Several response headers at once, names already lowered (built once by the filter)."""
+    def add_response_block(self, block: HeaderBlock) -> None:
+        """Put a filter's prepared headers on the response."""
         if self._extra is None:
-            self._extra = list(items)
+            self._extra = [block]
         else:
-            self._extra.extend(items)
+            self._extra.append(block)
 
     def drop_response_headers(self, names: frozenset[bytes]) -> None:
         """Remove the response headers called any of ``names`` (lower-case) that the response
         has so far: the upstream's (or the Reply's) and those filters added before."""
-        if self._extra:
-            self._extra = [item for item in self._extra if item[0] not in names]
+        extra = self._extra
+        if extra:
+            for index, block in enumerate(extra):
+                if not block.names.isdisjoint(names):
+                    extra[index] = block.without(names)
         drop = self._drop_names
         if not drop:
             self._drop_names = names
@@ -183,14 +211,19 @@ class RequestView:
 
     def drop_response_prefix(self, prefix: bytes) -> None:
         """:meth:`drop_response_headers` for every name starting with ``prefix`` (lower-case)."""
-        if self._extra:
-            self._extra = [item for item in self._extra if not item[0].startswith(prefix)]
+        extra = self._extra
+        if extra:
+            for index, block in enumerate(extra):
+                if any(name.startswith(prefix) for name in block.names):
+                    extra[index] = block.without(NO_NAMES, prefix)
         self._drop_prefixes = (*self._drop_prefixes, prefix)
 
-    def response_edits(self) -> tuple[frozenset[bytes] | set[bytes], tuple[bytes, ...], list[Field]]:
-        """``(names, prefixes, fields)``: what to drop from the response and what to add; the
+    def response_edits(
+        self,
+    ) -> tuple[frozenset[bytes] | set[bytes], tuple[bytes, ...], list[HeaderBlock] | None]:
+        """``(names, prefixes, blocks)``: what to drop from the response and what to add; the
         edits are handed over once (a second call returns none)."""
-        edits = (self._drop_names, self._drop_prefixes, self._extra or [])
+        edits = (self._drop_names, self._drop_prefixes, self._extra)
         self._drop_names, self._drop_prefixes, self._extra = NO_NAMES, (), None
         return edits
 
@@ -203,10 +236,13 @@ class RequestView:
                 for name, value in headers
                 if not dropped(name.lower(), names, prefixes)
             ]
-        headers.extend((name, value) for _, name, value in extra)
+        for block in extra or ():
+            headers.extend((name, value) for _, name, value in block.fields)
 
 
-def dropped(lname: bytes, names: frozenset[bytes] | set[bytes], prefixes: tuple[bytes, ...]) -> bool:
+def dropped(
+    lname: bytes, names: frozenset[bytes] | set[bytes], prefixes: tuple[bytes, ...]
+) -> bool:
     return lname in names or (bool(prefixes) and lname.startswith(prefixes))
 
 
@@ -227,13 +263,16 @@ class Filter(Protocol):
     (``set_header``, ``remove_header``, ``add_header``, ``target``). ``on_response`` runs when
     the response head is known (the upstream's, or a Reply's): ``headers`` are what the
     response has so far, to read only; a filter changes the response through the view
-    (``add_response_fields``, ``drop_response_headers``, ``drop_response_prefix``), and the
+    (``add_response_block``, ``drop_response_headers``, ``drop_response_prefix``), and the
     proxy applies every edit in one pass while it writes the head.
 
     Both run once per request, so a filter builds everything static (header fields with
     their names lowered, whole replies) when it is made, not per request. A filter whose
     ``on_request`` or ``on_response`` never does anything may say so with a false
     ``handles_request`` or ``handles_response`` attribute: the chain then skips the call.
+    A filter whose request part never waits may also define ``check(request)``: the same as
+    ``on_request`` as a plain function; a chain whose filters all have it runs without any
+    coroutine.
     """
 
     async def on_request(self, request: RequestView) -> Reply | None: ...
@@ -260,12 +299,27 @@ def register_filter(order: int, factory: FilterFactory) -> None:
 class FilterChain:
     """The filters of one policy, in order."""
 
-    __slots__ = ("filters", "requesting", "responding")
+    __slots__ = ("_checks", "filters", "requesting", "responders", "responding", "synchronous")
 
     def __init__(self, filters: tuple[Filter, ...]) -> None:
         self.filters = filters
         self.requesting = tuple(f for f in filters if getattr(f, "handles_request", True))
         self.responding = tuple(f for f in filters if getattr(f, "handles_response", True))
+        self._checks = _checks_of(self.requesting)
+        self.synchronous = self._checks is not None
+        """True when every filter has a ``check``: :meth:`check` may replace :meth:`on_request`."""
+        self.responders = tuple(f.on_response for f in self.responding)
+        """The ``on_response`` of each filter that has one, in order."""
+
+    def check(self, request: RequestView) -> Reply | None:
+        """:meth:`on_request` as a plain call (only when :attr:`synchronous`)."""
+        assert self._checks is not None
+        for check in self._checks:
+            reply = check(request)
+            if reply is not None:
+                self.on_response(request, reply.status, reply.headers)
+                return reply
+        return None
 
     async def on_request(self, request: RequestView) -> Reply | None:
         """Run each filter's ``on_request``; a Reply ends the chain, and gets every filter's
@@ -279,13 +333,26 @@ class FilterChain:
 
     def run_response(self, request: RequestView, status: int, headers: Headers) -> None:
         """Run each filter's ``on_response``; the edits stay on ``request`` for the proxy."""
-        for item in self.responding:
-            item.on_response(request, status, headers)
+        for on_response in self.responders:
+            on_response(request, status, headers)
 
     def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
         """Run each filter's ``on_response`` and apply the edits to ``headers`` in place."""
         self.run_response(request, status, headers)
         request.apply_response_edits(headers)
+
+
+def _checks_of(
+    filters: tuple[Filter, ...],
+) -> tuple[Callable[[RequestView], Reply | None], ...] | None:
+    """Each filter's ``check``, or None when one of them has none."""
+    checks = []
+    for item in filters:
+        check = getattr(item, "check", None)
+        if check is None:
+            return None
+        checks.append(check)
+    return tuple(checks)
 
 
 EMPTY_CHAIN = FilterChain(())

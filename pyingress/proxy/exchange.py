@@ -10,7 +10,7 @@ calls :meth:`ClientConnection.exchange_done`.
 from __future__ import annotations
 
 import asyncio
-from operator import itemgetter
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from pyingress.proxy import errors
@@ -28,6 +28,7 @@ from pyingress.traffic import proxying
 from pyingress.traffic.proxying import TrafficState
 
 if TYPE_CHECKING:
+    from pyingress.policy.filters import HeaderBlock
     from pyingress.proxy.client import ClientConnection
 
 NO_BODY = 0
@@ -35,10 +36,6 @@ RAW = 1
 CHUNKED = 2
 
 LAST_CHUNK = b"0\r\n\r\n"
-
-_PLAIN_EXTRA = RESPONSE_DROPPED | {b"content-length"}
-"""Names a filter's extra response header cannot simply be appended with (framing, hop-by-hop)."""
-_NAME = itemgetter(0)
 
 
 class RequestHead:
@@ -228,7 +225,7 @@ class ProxyExchange(Exchange):
         conn = self.conn
         server = conn.server
         traffic = self.route.policy.traffic
-        if traffic is None:
+        if traffic is None or (not self.request.has_body and proxying.is_plain(traffic)):
             self.endpoint = endpoint = server.balancer.pick(self.route.backend)
         else:
             picked = self.endpoint = proxying.begin(self, traffic)
@@ -329,34 +326,25 @@ class ProxyExchange(Exchange):
 
     # -- response leg -------------------------------------------------------------------------
 
-    def response_head(
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Write the response head; True when the body ends only when the upstream closes."""
+        return self.write_head(status, reason, headers)
+
+    def write_head(
         self,
         status: int,
         reason: bytes,
         headers: list[tuple[bytes, bytes]],
-        extra: list[tuple[bytes, bytes, bytes]] | None = None,
-        drop: frozenset[bytes] | set[bytes] | None = None,
-        drop_prefixes: tuple[bytes, ...] = (),
+        extra: list[HeaderBlock] | None = None,
+        skip: AbstractSet[bytes] = RESPONSE_DROPPED,
+        skip_prefixes: tuple[bytes, ...] = (),
     ) -> bool:
-        """Write the response head; True when the body ends only when the upstream closes.
-
-        The route's filters (if any) add ``extra`` headers, as ``(lower-case name, name,
-        value)``, and replace the upstream's headers named in ``drop`` or starting with one of
-        ``drop_prefixes``: applied here, in the one pass over the upstream's headers.
-        """
+        """:meth:`response_head` with a route's filter edits, applied in the one pass over the
+        upstream's headers: those named in ``skip`` (a superset of ``RESPONSE_DROPPED``: the
+        hop-by-hop and framing names, plus those filters drop) or starting with one of
+        ``skip_prefixes`` are left out, and the ``extra`` blocks (all
+        :attr:`~pyingress.policy.filters.HeaderBlock.appendable`) added."""
         request = self.request
-        if extra and not _PLAIN_EXTRA.isdisjoint(map(_NAME, extra)):
-            # Rare (a filter adding framing or hop-by-hop headers): take the general path.
-            if drop is not None:
-                headers = [
-                    (name, value)
-                    for name, value in headers
-                    if (lname := name.lower()) not in drop
-                    and not (drop_prefixes and lname.startswith(drop_prefixes))
-                ]
-                drop = None
-            headers = [*headers, *((name, value) for _, name, value in extra)]
-            extra = None
         if self.traffic is not None:
             proxying.response_headers(self, headers)
         self.status = status
@@ -367,7 +355,7 @@ class ProxyExchange(Exchange):
         upgrade = b""
         for name, value in headers:
             lname = name.lower()
-            if lname in RESPONSE_DROPPED:
+            if lname in skip:
                 if lname == b"connection":
                     # Hop-by-hop names are dropped anyway: ``keep-alive`` costs no second pass.
                     if value.lower() != b"keep-alive":
@@ -377,15 +365,14 @@ class ProxyExchange(Exchange):
                 elif lname == b"upgrade":
                     upgrade = value
                 continue
-            if drop is not None and (
-                lname in drop or (drop_prefixes and lname.startswith(drop_prefixes))
-            ):
+            if skip_prefixes and lname.startswith(skip_prefixes):
                 continue
             if lname == b"content-length":
                 has_length = True
             parts.append(b"%s: %s\r\n" % (name, value))
         if extra:
-            parts.extend([b"%s: %s\r\n" % (name, value) for _, name, value in extra])
+            for block in extra:
+                parts.append(block.data)
         if named:
             parts = [p for p in parts if p.partition(b":")[0].lower() not in named]
         until_close = False

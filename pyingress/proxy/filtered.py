@@ -14,10 +14,17 @@ from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from pyingress.policy.filters import FilterChain, Reply, RequestView
+from pyingress.policy.filters import (
+    FilterChain,
+    HeaderBlock,
+    Headers,
+    Reply,
+    RequestView,
+    dropped,
+)
 from pyingress.proxy import errors
 from pyingress.proxy.exchange import ProxyExchange, RequestHead
-from pyingress.proxy.headers import DATE
+from pyingress.proxy.headers import DATE, RESPONSE_DROPPED
 from pyingress.routing.paths import normalize_host
 from pyingress.routing.table import Route
 
@@ -37,13 +44,36 @@ class FilteredExchange(ProxyExchange):
     ) -> None:
         super().__init__(conn, request, route)
         self.chain = chain
-        self.view = view = request_view(request, route)
-        self.original_target = view.target
+        target = request.target.decode("latin-1")
+        host = request.host
+        if host != route.host:  # a route's host is normalised already: equal needs no work
+            host = normalize_host(host)
+        self.original_target = target
+        self.view = RequestView(
+            request.method.decode("latin-1"),
+            target,
+            request.path,
+            target.partition("?")[2],
+            host,
+            request.proto.decode(),
+            request.client.decode(),
+            (),
+            route,
+            request.headers,
+        )
 
     def start(self) -> None:
-        conn = self.conn
-        if never_waits(self.chain):
-            # No task and no pause: those were the largest cost of a route's policies.
+        conn, chain = self.conn, self.chain
+        if chain.synchronous:
+            # No coroutine, no task and no pause: those were the largest cost of policies.
+            try:
+                reply = chain.check(self.view)
+            except Exception:
+                self._failed()
+                return
+            self._proceed(reply)
+            return
+        if never_waits(chain):
             _run_now(self._run_chain())
             return
         conn.pause(conn.PAUSE_CONNECT)
@@ -53,11 +83,17 @@ class FilteredExchange(ProxyExchange):
         try:
             reply = await self.chain.on_request(self.view)
         except Exception:
-            logger.exception("request filter failed for %s", self.route.ingress_name)
-            reply = None
-            if not self.done:
-                self.respond_error(500, errors.INTERNAL)
-                return
+            self._failed()
+            return
+        self._proceed(reply)
+
+    def _failed(self) -> None:
+        logger.exception("request filter failed for %s", self.route.ingress_name)
+        if not self.done:
+            self.respond_error(500, errors.INTERNAL)
+
+    def _proceed(self, reply: Reply | None) -> None:
+        """After the request filters: answer with their reply, or forward the request."""
         if self.done:
             return
         if reply is not None:
@@ -72,18 +108,25 @@ class FilteredExchange(ProxyExchange):
     def _apply_view(self) -> None:
         """Carry the filters' edits (headers, target) into the request sent upstream."""
         request, view = self.request, self.view
-        if view.edited:
-            request.headers = view.forwarded_fields()
+        fields = view.edited_fields()
+        if fields is not None:
+            request.headers = fields
         if view.target is not self.original_target:
             request.target = view.target.encode("latin-1")
 
     def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
         view = self.view
-        self.chain.run_response(view, status, headers)
+        for on_response in self.chain.responders:
+            on_response(view, status, headers)
         names, prefixes, extra = view.response_edits()
+        if extra is not None:
+            for block in extra:
+                if not block.appendable:
+                    headers = merged(headers, extra, names, prefixes)
+                    return self.write_head(status, reason, headers)
         if names or prefixes:
-            return super().response_head(status, reason, headers, extra, names, prefixes)
-        return super().response_head(status, reason, headers, extra)
+            return self.write_head(status, reason, headers, extra, skipped(names), prefixes)
+        return self.write_head(status, reason, headers, extra)
 
     def reply(self, reply: Reply) -> None:
         """Answer at the proxy with a filter's reply; an unread request body is discarded."""
@@ -143,24 +186,34 @@ def _run_now(coroutine: Coroutine[Any, Any, None]) -> None:
     raise RuntimeError("a filter chain that cannot suspend suspended")
 
 
-def request_view(request: RequestHead, route: Route) -> RequestView:
-    """The view of ``request``: it shares the parsed header fields (edits never copy them)."""
-    target = request.target.decode("latin-1")
-    host = request.host
-    if host != route.host:  # a route's host is normalised already: equal needs no work
-        host = normalize_host(host)
-    return RequestView(
-        request.method.decode("latin-1"),
-        target,
-        request.path,
-        target.partition("?")[2],
-        host,
-        request.proto.decode(),
-        request.client.decode(),
-        (),
-        route,
-        fields=request.headers,
-    )
+_SKIPPED: dict[frozenset[bytes], frozenset[bytes]] = {}
+
+
+def skipped(names: frozenset[bytes] | set[bytes]) -> frozenset[bytes]:
+    """``names`` and the names the proxy never forwards, in one set (made once per filter's
+    names: a filter drops the same frozenset on every response)."""
+    if not isinstance(names, frozenset):
+        return RESPONSE_DROPPED | names
+    both = _SKIPPED.get(names)
+    if both is None:
+        if len(_SKIPPED) >= 1024:
+            _SKIPPED.clear()
+        both = _SKIPPED[names] = RESPONSE_DROPPED | names
+    return both
+
+
+def merged(
+    headers: Headers,
+    extra: list[HeaderBlock],
+    names: frozenset[bytes] | set[bytes],
+    prefixes: tuple[bytes, ...],
+) -> Headers:
+    """The upstream's headers less the dropped ones, plus the filters' blocks: the general
+    path, for a filter that adds headers needing the proxy's handling (framing, hop-by-hop)."""
+    kept = [(name, value) for name, value in headers if not dropped(name.lower(), names, prefixes)]
+    for block in extra:
+        kept.extend((name, value) for _, name, value in block.fields)
+    return kept
 
 
 def reply_bytes(reply: Reply, ident: bytes, head_only: bool, keep_alive: bool) -> bytes:

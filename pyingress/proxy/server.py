@@ -136,7 +136,11 @@ class ProxyServer:
         if route is None:
             return StaticExchange(conn, request, 404, errors.NOT_FOUND)
         if route.policy is not DEFAULT_POLICY:
-            chain = self._chain(table, route)
+            entry = self._route_chains.get(id(route)) if table is self._chains_table else None
+            if entry is not None and entry[0] is route:
+                chain = entry[1]
+            else:
+                chain = self._chain(table, route)
             if chain.filters:
                 return FilteredExchange(conn, request, route, chain)
         if not route.backend.endpoints:

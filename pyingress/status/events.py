@@ -36,6 +36,10 @@ MAX_RECORDED = 4096
 """Events remembered for deduplication (client-go's correlator keeps as many); the one whose
 problem was reported least recently is forgotten first."""
 
+RETRY_DELAY = 1.0
+"""After a write the API server could not take (unreachable, 429, 5xx), try again this much
+later, as long as the problem is still reported."""
+
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -93,31 +97,37 @@ class EventRecorder:
         burst: int = 25,
         active: Callable[[], bool] = lambda: True,
         instance: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api = api
         self.lookup = lookup
         self.interval = interval
-        self.bucket = TokenBucket(rate, burst)
+        self.bucket = TokenBucket(rate, burst, clock)
+        self._clock = clock
         self.active = active
         self.instance = instance or os.environ.get("POD_NAME") or os.uname().nodename
         self._recorded: OrderedDict[Key, _Recorded] = OrderedDict()
         self._pending: dict[Key, Problem] = {}
+        self._current: set[Key] = set()
         self._wake = asyncio.Event()
 
     def observe(self, problems: Iterable[Problem]) -> None:
         """Queue an Event write for every Ingress problem not written in the last interval."""
-        now = time.monotonic()
+        now = self._clock()
         pending: dict[Key, Problem] = {}
+        current: set[Key] = set()
         for problem in problems:
             if problem.ref.kind not in API_VERSIONS:
                 continue
             key = (problem.ref, problem.reason, problem.message)
+            current.add(key)
             recorded = self._recorded.get(key)
             if recorded is not None:
                 self._recorded.move_to_end(key)
             if not self._recent(recorded, now):
                 pending[key] = problem
         self._pending = pending  # problems solved meanwhile are not reported late
+        self._current = current
         self.notify()
 
     def notify(self, *_: object) -> None:
@@ -154,7 +164,7 @@ class EventRecorder:
         if obj is None:
             return  # the object is gone; nothing to attach the Event to
         recorded = self._recorded.get(key)
-        if self._recent(recorded, time.monotonic()):
+        if self._recent(recorded, self._clock()):
             return  # queued again while its first write was in flight: that one counts
         try:
             if recorded is not None:
@@ -167,10 +177,21 @@ class EventRecorder:
                     if exc.status != 404:
                         raise
             name = await self._create(problem, obj)
-            self._remember(key, _Recorded(name, 1, time.monotonic()))
+            self._remember(key, _Recorded(name, 1, self._clock()))
             log.info("event posted %s reason=%s", problem.ref, problem.reason)
         except KubeError as exc:
-            log.warning("cannot record event for %s (%s): %s", problem.ref, problem.reason, exc)
+            transient = exc.status in (0, 429) or exc.status >= 500
+            log.warning("cannot record event for %s (%s): %s%s", problem.ref, problem.reason,
+                        exc, "; retrying" if transient else "")  # fmt: skip
+            if transient:
+                delay = exc.retry_after or RETRY_DELAY
+                asyncio.get_running_loop().call_later(delay, self._retry, key, problem)
+
+    def _retry(self, key: Key, problem: Problem) -> None:
+        """Queue a failed write again, unless the problem was solved (or queued anew) meanwhile."""
+        if key in self._current and key not in self._pending:
+            self._pending[key] = problem
+            self.notify()
 
     async def _create(self, problem: Problem, obj: KubeObject) -> str:
         meta = obj.get("metadata") or {}
@@ -209,4 +230,4 @@ class EventRecorder:
             "PATCH", path, body=patch, content_type="application/merge-patch+json"
         )
         recorded.count += 1
-        recorded.posted_at = time.monotonic()
+        recorded.posted_at = self._clock()

@@ -27,6 +27,9 @@ class TLSFilter:
         self.https_port = https_port
 
     async def on_request(self, request: RequestView) -> Reply | None:
+        return self.check(request)
+
+    def check(self, request: RequestView) -> Reply | None:
         if request.scheme != "http" or not self.policy.redirects_host(request.host):
             return None
         try:
@@ -44,7 +47,7 @@ class TLSFilter:
             return
         value = self.policy.hsts_for(request.host)
         if value is not None and not any(name.lower() == HSTS for name, _ in headers):
-            request.add_response_fields(((HSTS, HSTS, value),))
+            request.add_response_header(HSTS, value)
 
 
 class TLSFilterFactory:

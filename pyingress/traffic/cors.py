@@ -6,7 +6,7 @@ allowed origin is a preflight and is answered by the proxy with 204.
 
 from __future__ import annotations
 
-from pyingress.policy.filters import Field, Headers, Reply, RequestView, fields_of
+from pyingress.policy.filters import HeaderBlock, Headers, Reply, RequestView
 from pyingress.traffic.policy import CorsPolicy
 
 _DONE = "traffic.cors_done"
@@ -59,13 +59,11 @@ class CorsFilter:
             exposed = ", ".join(policy.expose_headers).encode()
             common.append((b"Access-Control-Expose-Headers", exposed))
         self._common = common
-        self._preflight = fields_of(
-            [
-                (b"Access-Control-Max-Age", str(policy.max_age).encode()),
-                (b"Content-Type", b"text/plain; charset=utf-8"),
-            ]
-        )
-        self._decided: dict[bytes, tuple[Field, ...] | None] = {}
+        self._preflight: Headers = [
+            (b"Access-Control-Max-Age", str(policy.max_age).encode()),
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+        ]
+        self._decided: dict[bytes, HeaderBlock | None] = {}
 
     def _headers_for(self, origin: bytes) -> Headers:
         allowed = b"*" if self.origins.any else origin
@@ -74,7 +72,7 @@ class CorsFilter:
             headers.append((b"Vary", b"Origin"))
         return headers
 
-    def _fields_for(self, request: RequestView) -> tuple[Field, ...] | None:
+    def _block_for(self, request: RequestView) -> HeaderBlock | None:
         """The CORS response headers for the request's origin, or None when not allowed."""
         origin = request.header(b"origin")
         if origin is None:
@@ -85,26 +83,30 @@ class CorsFilter:
         except KeyError:
             pass
         allowed = self.origins.allows(origin.decode("latin-1"))
-        made = fields_of(self._headers_for(origin)) if allowed else None
+        made = HeaderBlock(self._headers_for(origin)) if allowed else None
         if len(decided) >= MAX_ORIGINS:
             decided.clear()
         decided[origin] = made
         return made
 
     async def on_request(self, request: RequestView) -> Reply | None:
+        return self.check(request)
+
+    def check(self, request: RequestView) -> Reply | None:
         if request.method != "OPTIONS":
             return None
-        found = self._fields_for(request)
+        found = self._block_for(request)
         if found is None:
             return None
         request.state[_DONE] = True
-        return Reply(204, [(name, value) for _, name, value in (*found, *self._preflight)])
+        headers = [(name, value) for _, name, value in found.fields]
+        return Reply(204, headers + self._preflight)
 
     def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
         if request.state and request.state.get(_DONE):
             return
-        found = self._fields_for(request)
+        found = self._block_for(request)
         if found is None:
             return
         request.drop_response_prefix(_PREFIX)
-        request.add_response_fields(found)
+        request.add_response_block(found)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyingress.policy.filters import Headers, Reply, RequestView, fields_of
+from pyingress.policy.filters import HeaderBlock, Headers, Reply, RequestView
 
 
 class ResponseHeadersFilter:
@@ -12,12 +12,11 @@ class ResponseHeadersFilter:
 
     def __init__(self, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         self.headers = headers
-        self._fields = fields_of(headers)
-        self._names = frozenset(lname for lname, _, _ in self._fields)
+        self._block = HeaderBlock(headers)
 
     async def on_request(self, request: RequestView) -> Reply | None:
         return None
 
     def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
-        request.drop_response_headers(self._names)
-        request.add_response_fields(self._fields)
+        request.drop_response_headers(self._block.names)
+        request.add_response_block(self._block)

@@ -63,7 +63,16 @@ class RateLimiter:
             if len(self._buckets) >= MAX_CLIENTS:
                 self._sweep(now)
             bucket = self._buckets[client] = TokenBucket(self.burst, self.per_second, now)
-        return bucket.take(now)
+        # TokenBucket.take, inlined: this runs on every request of a limited route.
+        tokens = bucket.tokens + (now - bucket.updated) * bucket.rate
+        if tokens > bucket.capacity:
+            tokens = bucket.capacity
+        bucket.updated = now
+        if tokens >= 1.0:
+            bucket.tokens = tokens - 1.0
+            return 0.0
+        bucket.tokens = tokens
+        return (1.0 - tokens) / bucket.rate
 
     def _sweep(self, now: float) -> None:
         for key in [key for key, bucket in self._buckets.items() if bucket.full(now)]:
@@ -115,18 +124,23 @@ class LimitFilter:
             ConnectionLimiter(policy.connections, clock) if policy.connections else None
         )
         self._exempt: dict[str, bool] = {}
+        self._single = self._limiters[0].wait_time if len(self._limiters) == 1 else None
+        """The one rate limiter's check, called directly (the common case: rps or rpm)."""
         self.handles_response = self._connections is not None
         """Only a connection limit has anything to do when the response starts."""
 
     async def on_request(self, request: RequestView) -> Reply | None:
+        return self.check(request)
+
+    def check(self, request: RequestView) -> Reply | None:
         client = request.client
         if self.policy.allowlist and self._is_exempt(client):
             return None
-        limiters = self._limiters
-        if len(limiters) == 1:
-            wait = limiters[0].wait_time(client)
+        single = self._single
+        if single is not None:
+            wait = single(client)
         else:
-            wait = max((limiter.wait_time(client) for limiter in limiters), default=0.0)
+            wait = max((limiter.wait_time(client) for limiter in self._limiters), default=0.0)
         if wait > 0.0:
             return self._reply(wait)
         if self._connections is not None:

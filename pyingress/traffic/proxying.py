@@ -55,6 +55,32 @@ def facts(exchange: ProxyExchange) -> RequestFacts:
     )
 
 
+_PLAIN: dict[int, tuple[TrafficPolicy, bool]] = {}
+
+
+def is_plain(policy: TrafficPolicy) -> bool:
+    """True when a body-less request on ``policy`` needs nothing of this module: round-robin,
+    plain HTTP and the proxy's own timeouts (decided once per policy object)."""
+    cached = _PLAIN.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    upstream = policy.upstream
+    plain = (
+        policy.split is None
+        and upstream.affinity is None
+        and not upstream.hash_by
+        and upstream.load_balance != "ewma"
+        and upstream.ssl is None
+        and upstream.connect_timeout is None
+        and upstream.read_timeout is None
+        and upstream.send_timeout is None
+    )
+    if len(_PLAIN) >= 4096:  # policies of replaced tables: start over rather than grow
+        _PLAIN.clear()
+    _PLAIN[id(policy)] = (policy, plain)
+    return plain
+
+
 def begin(exchange: ProxyExchange, policy: TrafficPolicy) -> Endpoint | None:
     """Check the body size and choose the endpoint; None when the exchange was answered."""
     state = exchange.traffic = TrafficState(policy)

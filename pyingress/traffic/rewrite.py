@@ -68,8 +68,17 @@ class RewriteFilter:
         self._header_edits = fields_of(edits)
         """The request headers this policy sets, built once."""
         self._edited_names = frozenset(lname for lname, _, _ in self._header_edits)
+        self._only_headers = not (
+            policy.redirect or policy.from_to_www or policy.app_root or self._template
+        )
 
     async def on_request(self, request: RequestView) -> Reply | None:
+        return self.check(request)
+
+    def check(self, request: RequestView) -> Reply | None:
+        if self._only_headers:
+            request.set_fields(self._header_edits, self._edited_names)
+            return None
         policy = self.policy
         if policy.redirect is not None:
             return _redirect(policy.redirect.code, policy.redirect.location)

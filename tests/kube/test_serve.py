@@ -391,7 +391,6 @@ def test_problems_become_deduplicated_events(
     proxy = controllers("replica-a", "--publish-address", PUBLISHED,
                         "--event-interval", str(interval))  # fmt: skip
     until(lambda: events_about(fake_apiserver, "broken"), "an Event for the broken Ingress")
-    bump_due = time.monotonic() + interval  # a recurrence within the interval is not counted
     (event,) = events_about(fake_apiserver, "broken")
     stored = kube.get(broken) or {}
     assert event["type"] == "Warning"
@@ -410,6 +409,7 @@ def test_problems_become_deduplicated_events(
     # the same Event is counted, once, and no new one is made.
     kube.create(service("missing"))
     until(lambda: proxy.backend_of("broken.example") == 503, "the fixed backend (no endpoints)")
+    bump_due = time.monotonic() + interval  # a recurrence within the interval is not counted
     until(lambda: time.monotonic() > bump_due, "the event interval to pass")
     kube.delete(service("missing"))
     until(lambda: problem_count(proxy) == 1, "the problem to come back")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
+from pyingress.model import ObjectRef, Problem
 from pyingress.routing.compiler import CompileOptions
 from pyingress.sources.kubeclient import Backoff, KubeApi
-from pyingress.status.events import TokenBucket
+from pyingress.status.events import EventRecorder, TokenBucket
 from pyingress.status.leader import LeaderElector
 from pyingress.status.publisher import (
     address_entry,
@@ -64,6 +66,69 @@ def test_token_bucket_limits_bursts() -> None:
     assert bucket.wait_time() == pytest.approx(0.5)
     now[0] += 0.5
     assert bucket.try_take() and not bucket.try_take()
+
+
+async def test_a_problem_that_comes_back_much_later_is_counted_on_its_event(
+    kube_api: KubeApi, fake_apiserver: FakeApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pyingress.status.events")
+    site = {**ingress("site", "a.example", "web"), "metadata": {"name": "site",
+            "namespace": "default", "uid": "site-uid"}}  # fmt: skip
+    problem = Problem(ObjectRef("Ingress", "default", "site"), "ServiceNotFound", "no web")
+    now = [1000.0]
+    recorder = EventRecorder(kube_api, lambda ref: site, interval=1.0, clock=lambda: now[0])
+    task = asyncio.create_task(recorder.run())
+
+    async def events() -> list[JSON]:
+        return fake_apiserver.objects("v1", "Event", "default")
+
+    try:
+        recorder.observe([problem])
+        recorder.observe([problem])  # reported again while the first write may be in flight
+        await wait_until_async(events, what="the Event")
+
+        async def written() -> bool:  # the recorder has its answer, not only the server
+            return any(r.getMessage().startswith("event posted") for r in caplog.records)
+
+        await wait_until_async(written, what="the write to finish")
+        recorder.observe([])  # solved...
+        now[0] += 3600.0  # ...for an hour, far longer than any interval
+        recorder.observe([problem])
+
+        async def bumped() -> bool:
+            return any(e["count"] > 1 for e in await events()) or len(await events()) > 1
+
+        await wait_until_async(bumped, what="the recurrence to be recorded")
+        (event,) = await events()
+        assert event["count"] == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_event_the_api_server_could_not_take_is_written_later(
+    kube_api: KubeApi, fake_apiserver: FakeApiServer
+) -> None:
+    site = {**ingress("site", "a.example", "web"), "metadata": {"name": "site",
+            "namespace": "default", "uid": "site-uid"}}  # fmt: skip
+    problem = Problem(ObjectRef("Ingress", "default", "site"), "ServiceNotFound", "no web")
+    fake_apiserver.inject(503, count=1, path_prefix="/api/v1/namespaces/default/events")
+    recorder = EventRecorder(kube_api, lambda ref: site)
+    task = asyncio.create_task(recorder.run())
+    try:
+        recorder.observe([problem])
+
+        async def posted() -> list[JSON]:
+            return fake_apiserver.objects("v1", "Event", "default")
+
+        await wait_until_async(posted, what="the Event after the 503")
+        (event,) = await posted()
+        assert event["reason"] == "ServiceNotFound" and event["count"] == 1
+        posts = [r for r in fake_apiserver.requests() if r["path"].endswith("/events")]
+        assert len(posts) == 2  # the refused one, then the one that was taken
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:

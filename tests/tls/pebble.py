@@ -74,6 +74,7 @@ class Pebble:
         self.port = free_port()
         self.management_port = free_port()
         self.dns_port = free_port()
+        self.dns_management_port = free_port()
         self.ca_bundle, key_path = _web_certificate(folder)
         config = {
             "pebble": {
@@ -100,7 +101,7 @@ class Pebble:
                 "-tlsalpn01",
                 "",
                 "-management",
-                f"127.0.0.1:{free_port()}",
+                f"127.0.0.1:{self.dns_management_port}",
                 "-defaultIPv4",
                 "127.0.0.1",
                 "-defaultIPv6",
@@ -118,6 +119,9 @@ class Pebble:
             env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_VA_ALWAYS_VALID": "0", "PEBBLE_AUTHZREUSE": "0"},
         )
         try:
+            # Pebble resolves every validated name through the mock DNS: a CA without it fails
+            # each validation with a DNS error, so both must be up before any test orders.
+            self.dns.wait_for_port(self.dns_management_port)
             self.ca.wait_for_port(self.management_port)
             wait_until(self._directory_ready, what="pebble directory")
         except Exception:

@@ -75,6 +75,24 @@ async def fetch(port: int, token: str) -> tuple[int, bytes]:
     return int(head.split(b" ")[1]), body
 
 
+async def test_a_token_that_arrives_while_the_ca_asks_is_still_answered(
+    port80: tuple[int, ChallengeResponder],
+) -> None:
+    """This replica's watch may lag the leader's: the responder waits a moment for the token."""
+    port, responder = port80
+    responder.update(Snapshot.of([challenge_secret_object({})]))
+    asking = asyncio.create_task(fetch(port, TOKEN))
+
+    async def waiting() -> bool:
+        return responder.waiting == 1
+
+    await wait_until_async(waiting, what="the request to wait for its token")
+    assert not asking.done()
+    responder.update(Snapshot.of([challenge_secret_object({TOKEN: KEY_AUTHORIZATION})]))
+    status, body = await asking
+    assert (status, body) == (200, KEY_AUTHORIZATION.encode())
+
+
 async def test_responder_answers_from_the_snapshot_secret_and_refuses_unknown_tokens(
     port80: tuple[int, ChallengeResponder],
 ) -> None:

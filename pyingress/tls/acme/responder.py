@@ -22,6 +22,10 @@ TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 """An ACME token: base64url without padding (RFC 8555 §8.3), also a valid Secret data key."""
 
 
+SHARED_TOKEN_GRACE = 3.0
+"""Seconds an unknown token may take to reach this replica through the shared Secret."""
+
+
 class ChallengeResponder:
     """An ASGI app serving ``/.well-known/acme-challenge/<token>`` while a challenge is pending.
 
@@ -39,6 +43,8 @@ class ChallengeResponder:
         self._tokens: dict[str, str] = {}
         self._shared_tokens: dict[str, str] = {}
         self._updated = asyncio.Event()
+        self.waiting = 0
+        """Requests waiting for their token to arrive through the shared Secret."""
 
     def add(self, token: str, key_authorization: str) -> None:
         self._tokens[token] = key_authorization
@@ -77,12 +83,15 @@ class ChallengeResponder:
 
     async def wait_shared(self, token: str, timeout: float) -> bool:
         """Wait until a snapshot carries ``token`` in the shared Secret; False on timeout."""
+        self.waiting += 1
         try:
             async with asyncio.timeout(timeout):
                 while token not in self._shared_tokens:
                     await self._updated.wait()
         except TimeoutError:
             return False
+        finally:
+            self.waiting -= 1
         return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,6 +101,11 @@ class ChallengeResponder:
         # Mounted under the prefix, some servers hand over the path without it.
         token = path[len(CHALLENGE_PREFIX) :] if path.startswith(CHALLENGE_PREFIX) else path[1:]
         answer = self.answer(token)
+        # The leader asks the CA to validate once its own watch saw the token; this replica's
+        # watch may be a moment behind, so give it that moment.
+        late = answer is None and self.shared is not None and bool(TOKEN.fullmatch(token))
+        if late and await self.wait_shared(token, SHARED_TOKEN_GRACE):
+            answer = self.answer(token)
         if answer is None or scope.get("method") not in ("GET", "HEAD"):
             await _respond(send, 404, b"no such ACME challenge\n")
             return
