@@ -148,9 +148,7 @@ def apr1_crypt(password: bytes, stored: str) -> str:
         step.update(final if round_number & 1 else password)
         final = step.digest()
     groups = ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5))
-    encoded = "".join(
-        _to64((final[a] << 16) | (final[b] << 8) | final[c], 4) for a, b, c in groups
-    )
+    encoded = "".join(_to64((final[a] << 16) | (final[b] << 8) | final[c], 4) for a, b, c in groups)
     encoded += _to64(final[11], 2)
     return f"{APR1}{salt.decode('latin-1')}${encoded}"
 

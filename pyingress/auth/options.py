@@ -37,6 +37,7 @@ class OIDCSettings:
     groups_claim: str = "groups"
     cookie_lifetime: int = WEEK
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("login with OpenID Connect (annotation auth-oidc)")
     add = group.add_argument
@@ -52,12 +53,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--oidc-redirect-url", default="", metavar="URL",
         help="callback URL registered at the provider (default: "
              "<scheme>://<requested host>/oauth2/callback)")  # fmt: skip
-    add("--oidc-scopes", default=DEFAULT_SCOPES, metavar="SCOPES",
-        help="space-separated scopes to request (default: %(default)s)")
-    add("--oidc-groups-claim", default="groups", metavar="CLAIM",
-        help="ID token claim holding the user's groups (default: %(default)s)")
-    add("--oidc-cookie-expire", type=int, default=WEEK, metavar="SECONDS",
-        help="session cookie lifetime (default: %(default)s)")
+    add(
+        "--oidc-scopes",
+        default=DEFAULT_SCOPES,
+        metavar="SCOPES",
+        help="space-separated scopes to request (default: %(default)s)",
+    )
+    add(
+        "--oidc-groups-claim",
+        default="groups",
+        metavar="CLAIM",
+        help="ID token claim holding the user's groups (default: %(default)s)",
+    )
+    add(
+        "--oidc-cookie-expire",
+        type=int,
+        default=WEEK,
+        metavar="SECONDS",
+        help="session cookie lifetime (default: %(default)s)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> OIDCSettings:

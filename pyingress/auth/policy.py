@@ -182,7 +182,7 @@ def _basic(annotations: Annotations, secrets: SecretReader) -> BasicAuth | None:
         return None
     if auth_type != "basic":
         raise AnnotationError(
-            f"annotation {annotations.key_of('auth-type')}={auth_type!r}: only \"basic\" is "
+            f'annotation {annotations.key_of("auth-type")}={auth_type!r}: only "basic" is '
             "supported (digest auth is not)"
         )
     reference = annotations.raw("auth-secret")

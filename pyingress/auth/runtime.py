@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pyingress.routing.policy import RoutePolicy
     from pyingress.routing.table import TableHolder
 
+
 class Mountable(Protocol):
     def mount(self, path_prefix: str, app: Any) -> None: ...
 

@@ -47,17 +47,14 @@ def add_class_arguments(parser: argparse.ArgumentParser) -> None:
         "--controller-name",
         default=defaults.controller_name,
         metavar="NAME",
-        help="IngressClass spec.controller value that names this controller "
-        "(default: %(default)s)",
+        help="IngressClass spec.controller value that names this controller (default: %(default)s)",
     )
     parser.add_argument(
         "--watch-ingress-without-class",
         action="store_true",
         help="also serve Ingresses that name no class (always on with --manifests)",
     )
-    parser.add_argument(
-        "--namespace", metavar="NS", help="only serve Ingresses of this namespace"
-    )
+    parser.add_argument("--namespace", metavar="NS", help="only serve Ingresses of this namespace")
 
 
 def compile_options(args: argparse.Namespace) -> CompileOptions:

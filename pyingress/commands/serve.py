@@ -40,30 +40,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_tls_arguments(parser)
     add_auth_arguments(parser)
     add = parser.add_argument
-    add("--bind", default="0.0.0.0", metavar="ADDRESS",
-        help="address the HTTP, HTTPS and health ports listen on (default: %(default)s)")
-    add("--http-port", type=argtypes.port, default=80, metavar="PORT",
-        help="plain HTTP port (default: %(default)s)")
-    add("--https-port", type=argtypes.port, default=443, metavar="PORT",
-        help="HTTPS port (default: %(default)s)")
-    add("--health-port", type=argtypes.port, default=10254, metavar="PORT",
-        help="port of /healthz, /readyz and /metrics (default: %(default)s)")
-    add("--workers", type=argtypes.positive_int, default=1, metavar="N",
-        help="processes sharing the ports with SO_REUSEPORT (default: 1)")
+    add(
+        "--bind",
+        default="0.0.0.0",
+        metavar="ADDRESS",
+        help="address the HTTP, HTTPS and health ports listen on (default: %(default)s)",
+    )
+    add(
+        "--http-port",
+        type=argtypes.port,
+        default=80,
+        metavar="PORT",
+        help="plain HTTP port (default: %(default)s)",
+    )
+    add(
+        "--https-port",
+        type=argtypes.port,
+        default=443,
+        metavar="PORT",
+        help="HTTPS port (default: %(default)s)",
+    )
+    add(
+        "--health-port",
+        type=argtypes.port,
+        default=10254,
+        metavar="PORT",
+        help="port of /healthz, /readyz and /metrics (default: %(default)s)",
+    )
+    add(
+        "--workers",
+        type=argtypes.positive_int,
+        default=1,
+        metavar="N",
+        help="processes sharing the ports with SO_REUSEPORT (default: 1)",
+    )
     publish = parser.add_mutually_exclusive_group()
-    publish.add_argument("--publish-address", metavar="IP",
-                         help="address written into served Ingresses' status")
-    publish.add_argument("--publish-service", type=argtypes.namespaced_name, metavar="NS/NAME",
-                         help="copy the status address from this LoadBalancer Service")
-    add("--default-ssl-certificate", type=argtypes.namespaced_name, metavar="NS/NAME",
-        help="Secret served to clients whose SNI matches no certificate")
-    add("--enable-ssl-passthrough", action="store_true",
+    publish.add_argument(
+        "--publish-address", metavar="IP", help="address written into served Ingresses' status"
+    )
+    publish.add_argument(
+        "--publish-service",
+        type=argtypes.namespaced_name,
+        metavar="NS/NAME",
+        help="copy the status address from this LoadBalancer Service",
+    )
+    add(
+        "--default-ssl-certificate",
+        type=argtypes.namespaced_name,
+        metavar="NS/NAME",
+        help="Secret served to clients whose SNI matches no certificate",
+    )
+    add(
+        "--enable-ssl-passthrough",
+        action="store_true",
         help="route TLS by SNI to the backends of ssl-passthrough Ingresses, without "
-             "terminating it (the HTTPS port peeks at every ClientHello)")
-    add("--shutdown-grace", type=argtypes.seconds, default=10.0, metavar="SECONDS",
-        help="how long in-flight requests may finish after SIGTERM (default: %(default)s)")
-    add("--log-level", choices=LEVELS, default="info",
-        help="least severe level logged (default: %(default)s)")
+        "terminating it (the HTTPS port peeks at every ClientHello)",
+    )
+    add(
+        "--shutdown-grace",
+        type=argtypes.seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long in-flight requests may finish after SIGTERM (default: %(default)s)",
+    )
+    add(
+        "--log-level",
+        choices=LEVELS,
+        default="info",
+        help="least severe level logged (default: %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,20 +26,52 @@ def pod_namespace(default: str = "default") -> str:
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of cluster mode (``--kubeconfig`` / ``--in-cluster``): status and election."""
     add = parser.add_argument
-    add("--update-status", action=argparse.BooleanOptionalAction, default=True,
-        help="let the elected replica write served Ingresses' status (default: on)")
-    add("--election-id", default="pyingress-leader", metavar="NAME",
-        help="name of the Lease replicas elect the status writer with (default: %(default)s)")
-    add("--election-namespace", default=None, metavar="NS",
-        help="namespace of that Lease (default: $POD_NAMESPACE, else 'default')")
-    add("--election-lease-duration", type=positive_seconds, default=15.0, metavar="SECONDS",
-        help="how long a leader's Lease lasts without renewal (default: %(default)s)")
-    add("--election-renew-deadline", type=positive_seconds, default=10.0, metavar="SECONDS",
-        help="a leader that cannot renew for this long stops writing (default: %(default)s)")
-    add("--election-retry-period", type=positive_seconds, default=2.0, metavar="SECONDS",
-        help="how often candidates try and leaders renew (default: %(default)s)")
-    add("--event-interval", type=positive_seconds, default=60.0, metavar="SECONDS",
-        help="bump a repeated Event's count at most this often (default: %(default)s)")
+    add(
+        "--update-status",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let the elected replica write served Ingresses' status (default: on)",
+    )
+    add(
+        "--election-id",
+        default="pyingress-leader",
+        metavar="NAME",
+        help="name of the Lease replicas elect the status writer with (default: %(default)s)",
+    )
+    add(
+        "--election-namespace",
+        default=None,
+        metavar="NS",
+        help="namespace of that Lease (default: $POD_NAMESPACE, else 'default')",
+    )
+    add(
+        "--election-lease-duration",
+        type=positive_seconds,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long a leader's Lease lasts without renewal (default: %(default)s)",
+    )
+    add(
+        "--election-renew-deadline",
+        type=positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="a leader that cannot renew for this long stops writing (default: %(default)s)",
+    )
+    add(
+        "--election-retry-period",
+        type=positive_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often candidates try and leaders renew (default: %(default)s)",
+    )
+    add(
+        "--event-interval",
+        type=positive_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="bump a repeated Event's count at most this often (default: %(default)s)",
+    )
 
 
 @dataclass

@@ -172,9 +172,7 @@ class StatusPublisher:
         return written
 
     async def _write(self, ref: ObjectRef, desired: list[Entry]) -> bool:
-        path = (
-            f"/apis/networking.k8s.io/v1/namespaces/{ref.namespace}/ingresses/{ref.name}/status"
-        )
+        path = f"/apis/networking.k8s.io/v1/namespaces/{ref.namespace}/ingresses/{ref.name}/status"
         try:
             await self.api.request(
                 "PATCH", path, body=status_patch(desired),

@@ -251,9 +251,7 @@ class TLSService:
         running = self._acme_task is not None and not self._acme_task.done()
         if leader and not running:
             log.info("ACME: this replica is the leader; it orders the certificates")
-            self._acme_task = asyncio.create_task(
-                self._run_acme(sink, publisher), name="acme"
-            )
+            self._acme_task = asyncio.create_task(self._run_acme(sink, publisher), name="acme")
         elif not leader and running and self._acme_task is not None:
             log.info("ACME: leadership lost; orders stop here")
             self._acme_task.cancel()
