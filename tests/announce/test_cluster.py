@@ -94,8 +94,10 @@ def test_allocation_rules_against_the_api(lab: Lab, api: LabApi, announcers: Ann
     api.create_service("dns-tcp", annotations=key, ports=[{"port": 53, "protocol": "TCP"}])
     api.create_service("wants", annotations={"pyingress.io/load-balancer-ips": "10.0.0.103"})
     api.create_service("foreign", loadBalancerClass="example.com/other")
-    api.create_service("clash", loadBalancerIP="10.0.0.103")
     wait_until(lambda: api.service_ips("wants") == ["10.0.0.103"], what="requested address")
+    # Only once "wants" holds it: an address already held is refused to a later Service (two
+    # Services created in the same second would be decided by name instead).
+    api.create_service("clash", loadBalancerIP="10.0.0.103")
     wait_until(lambda: api.service_ips("dns") == api.service_ips("dns-tcp") == ["10.0.0.101"],
                what="a shared address")  # fmt: skip
     assert api.service_ips("foreign") == []

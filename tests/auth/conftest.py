@@ -21,7 +21,7 @@ from tests.support.manifests import (
     write_manifests,
 )
 from tests.support.net import free_port, wait_until
-from tests.support.processes import ManagedProcess, pyingress
+from tests.support.processes import ManagedProcess, pyingress, running_echo
 
 
 @dataclass
@@ -41,13 +41,8 @@ class Running:
 @pytest.fixture
 def echo_port() -> Iterator[int]:
     """One ``pyingress echo`` backend (JSON echo of the request it received)."""
-    port = free_port()
-    process = pyingress("echo", "--port", str(port), "--name", "protected")
-    try:
-        process.wait_for_port(port)
+    with running_echo("protected") as port:
         yield port
-    finally:
-        process.stop()
 
 
 def app_objects(echo_port: int, host: str, annotations: dict[str, str], name: str = "app") -> list[Obj]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tests.support.net import DEADLINE, free_port, port_open, wait_until
@@ -83,3 +84,14 @@ def echo_backend(name: str, port: int = 0) -> tuple[ManagedProcess, int]:
     """
     port = port or free_port()
     return pyingress("echo", "--port", str(port), "--name", name), port
+
+
+@contextlib.contextmanager
+def running_echo(name: str) -> Iterator[int]:
+    """An ``pyingress echo`` backend named ``name``, answering while the block runs: its port."""
+    process, port = echo_backend(name)
+    try:
+        process.wait_for_port(port)
+        yield port
+    finally:
+        process.stop()

@@ -18,7 +18,7 @@ from tests.kube.conftest import endpoint_slice, ingress, ingress_class, service
 from tests.support.apiserver_fixtures import fake_apiserver, write_kubeconfig  # noqa: F401
 from tests.support.fake_apiserver import FakeApiServer
 from tests.support.net import free_port, wait_until
-from tests.support.processes import ManagedProcess, pyingress
+from tests.support.processes import pyingress, running_echo
 from tests.tls import pebble as pebble_support
 from tests.tls.conftest import LocalCA, handshake, tls_secret
 
@@ -70,13 +70,8 @@ def replicas() -> Iterator[list[Replica]]:
 
 @pytest.fixture
 def echo_port() -> Iterator[int]:
-    port = free_port()
-    process: ManagedProcess = pyingress("echo", "--port", str(port), "--name", "app")
-    try:
-        process.wait_for_port(port)
+    with running_echo("app") as port:
         yield port
-    finally:
-        process.stop()
 
 
 def api_get(server: FakeApiServer, path: str) -> JSON | None:
@@ -121,6 +116,19 @@ def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pebble_support.
         ca.stop()
 
 
+def wait_until_every_replica_serves(replicas: list[Replica], root: bytes) -> None:
+    """Each replica presents the issued certificate for HOST, verified by Pebble's root."""
+    for replica in replicas:
+
+        def served(port: int = replica.https_port) -> bool:
+            try:
+                return handshake(port, HOST, root).names == {HOST}
+            except OSError:
+                return False
+
+        wait_until(served, what=f"{replica.name} to serve the issued certificate")
+
+
 def test_only_the_leader_orders_and_every_replica_serves_the_certificate(
     tmp_path: Path,
     fake_apiserver: FakeApiServer,  # noqa: F811
@@ -150,16 +158,7 @@ def test_only_the_leader_orders_and_every_replica_serves_the_certificate(
     assert secret["type"] == "kubernetes.io/tls"
     assert set(secret["data"]) >= {"tls.crt", "tls.key"}
 
-    root = pebble.root_pem()
-    for replica in replicas:
-
-        def served(port: int = replica.https_port) -> bool:
-            try:
-                return handshake(port, HOST, root).names == {HOST}  # verified by Pebble's root
-            except OSError:
-                return False
-
-        wait_until(served, what=f"{replica.name} to serve the issued certificate")
+    wait_until_every_replica_serves(replicas, pebble.root_pem())
 
     assert (first.orders(), second.orders()) == (1, 0)
     # Three Secrets created in all, all by the leader when it started ordering: the HTTP-01
@@ -197,16 +196,7 @@ def test_a_replica_that_did_not_order_answers_the_challenge_from_the_shared_secr
     wait_until(lambda: api_get(fake_apiserver, f"{SECRETS}/web-tls"),
                timeout=60, what="the certificate Secret to be written")  # fmt: skip
 
-    root = pebble.root_pem()
-    for replica in replicas:
-
-        def served(port: int = replica.https_port) -> bool:
-            try:
-                return handshake(port, HOST, root).names == {HOST}  # verified by Pebble's root
-            except OSError:
-                return False
-
-        wait_until(served, what=f"{replica.name} to serve the issued certificate")
+    wait_until_every_replica_serves(replicas, pebble.root_pem())
 
     assert (leader.orders(), follower.orders()) == (1, 0)
     assert "AcmeFailed" not in leader.process.output

@@ -33,7 +33,7 @@ from tests.support.manifests import (
     write_manifests,
 )
 from tests.support.net import free_port, wait_until
-from tests.support.processes import ManagedProcess, pyingress
+from tests.support.processes import ManagedProcess, pyingress, running_echo
 from tests.tls.conftest import LocalCA, client_context
 
 pytestmark = pytest.mark.timeout(120)
@@ -166,13 +166,8 @@ def start_serve(folder: Path, *extra: str) -> Serve:
 
 @pytest.fixture(scope="module")
 def echo_port() -> Iterator[int]:
-    port = free_port()
-    process = pyingress("echo", "--port", str(port), "--name", "app")
-    try:
-        process.wait_for_port(port)
+    with running_echo("app") as port:
         yield port
-    finally:
-        process.stop()
 
 
 def app_objects(echo_port: int) -> list[Obj]:
