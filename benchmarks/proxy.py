@@ -1,7 +1,8 @@
 """Data-plane benchmark: pyingress and nginx proxying to the same backend, in one run.
 
-Layout (2 cores): the proxy under test is pinned to core 0; the load generator (wrk) and the
-backend (an nginx serving static files, so the backend is never the bottleneck) share core 1.
+Layout (2 cores): the proxies under test are pinned to core 0 and take turns, cell by cell
+(only the one under load is busy); the load generator (wrk) and the backend (an nginx serving
+static files, so the backend is never the bottleneck) share core 1.
 For each proxy, response size and connection count it prints requests/s, p50 and p99 latency and
 the proxy's peak RSS, with pyingress's ratio to nginx. Only loopback addresses are used.
 
@@ -228,15 +229,32 @@ def wait_ready(health: int, proc: subprocess.Popen[bytes], timeout: float = 30.0
     raise RuntimeError("pyingress never became ready")
 
 
-def measure(name: str, port: int, proc: subprocess.Popen[bytes], args: argparse.Namespace) -> dict:
+@dataclass
+class Proxy:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    idle_kib: int = 0
+    rows: dict[tuple[str, int], Result] | None = None
+
+
+def measure(proxies: list[Proxy], args: argparse.Namespace) -> list[dict]:
+    """Every cell for every proxy, the proxies taking turns within each cell: a change in the
+    machine's state during the run (another tenant, thermal) then lands on all of them alike."""
     time.sleep(1.0)  # let startup work (first compile, certificate load) settle
-    idle = rss_kib(proc.pid, "VmRSS")
-    run_wrk(port, "/100B", 10, 2)  # warm-up: connections, pools, caches
-    rows = {}
+    for proxy in proxies:
+        proxy.idle_kib = rss_kib(proxy.proc.pid, "VmRSS")
+        proxy.rows = {}
+        run_wrk(proxy.port, "/100B", 10, 2)  # warm-up: connections, pools, caches
     for size in SIZES:
         for connections in args.connections:
-            rows[(size, connections)] = run_wrk(port, f"/{size}", connections, args.seconds)
-    return {"name": name, "idle_kib": idle, "peak_kib": rss_kib(proc.pid, "VmHWM"), "rows": rows}
+            for proxy in proxies:
+                assert proxy.rows is not None
+                proxy.rows[(size, connections)] = run_wrk(
+                    proxy.port, f"/{size}", connections, args.seconds)
+    return [{"name": proxy.name, "idle_kib": proxy.idle_kib,
+             "peak_kib": rss_kib(proxy.proc.pid, "VmHWM"), "rows": proxy.rows}
+            for proxy in proxies]
 
 
 def main() -> int:
@@ -251,27 +269,28 @@ def main() -> int:
             print(f"benchmark needs {tool}: apt-get install nginx-light wrk", file=sys.stderr)
             return 2
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="pyingress-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pyingress-bench-") as tmp, \
+            contextlib.ExitStack() as running:
         workdir = Path(tmp)
         backend = free_port()
-        runs = []
-        with process(["nginx", "-c", str(backend_conf(workdir, backend))], 1, backend):
-            port = free_port()
-            nginx = ["nginx", "-c", str(proxy_conf(workdir, port, backend))]
-            with process(nginx, 0, port) as proc:
-                runs.append(measure("nginx", port, proc, args))
-            variants: list[tuple[str, Path | None]] = [("pyingress", None)]
-            if args.policies:
-                variants.append(("pyingress+5 policies", ROOT / "benchmarks" / "policies"))
-            for name, policies in variants:
-                port, health = free_port(), free_port()
-                command = [sys.executable, "-m", "pyingress", "serve", "--manifests",
-                           str(manifests(workdir, backend, policies)), "--bind", "127.0.0.1",
-                           "--http-port", str(port), "--https-port", str(free_port()),
-                           "--health-port", str(health), "--log-level", "warning"]
-                with process(command, 0, port, cwd=ROOT) as proc:
-                    wait_ready(health, proc)
-                    runs.append(measure(name, port, proc, args))
+        running.enter_context(process(["nginx", "-c", str(backend_conf(workdir, backend))], 1,
+                                      backend))  # fmt: skip
+        port = free_port()
+        nginx = ["nginx", "-c", str(proxy_conf(workdir, port, backend))]
+        proxies = [Proxy("nginx", port, running.enter_context(process(nginx, 0, port)))]
+        variants: list[tuple[str, Path | None]] = [("pyingress", None)]
+        if args.policies:
+            variants.append(("pyingress+5 policies", ROOT / "benchmarks" / "policies"))
+        for name, policies in variants:
+            port, health = free_port(), free_port()
+            command = [sys.executable, "-m", "pyingress", "serve", "--manifests",
+                       str(manifests(workdir, backend, policies)), "--bind", "127.0.0.1",
+                       "--http-port", str(port), "--https-port", str(free_port()),
+                       "--health-port", str(health), "--log-level", "warning"]
+            proc = running.enter_context(process(command, 0, port, cwd=ROOT))
+            wait_ready(health, proc)
+            proxies.append(Proxy(name, port, proc))
+        runs = measure(proxies, args)
     report(runs, args, load_before, os.getloadavg())
     return 0
 
@@ -285,7 +304,7 @@ def report(runs: list[dict], args: argparse.Namespace, load_before: tuple[float,
     """
     nginx = runs[0]
     plain = next((run for run in runs if run["name"] == "pyingress"), None)
-    print(f"cpu: {os.cpu_count()} cores; proxy pinned to core 0, wrk + backend on core 1; "
+    print(f"cpu: {os.cpu_count()} cores; proxies pinned to core 0 taking turns per cell, wrk + backend on core 1; "
           f"{args.seconds}s per cell; load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after")
     print("| proxy | response | conns | req/s | ratio | p50 ms | p99 ms | p99 ratio | errors |")

@@ -18,7 +18,7 @@ from pyingress.auth.external import ExternalAuthenticator, request_host
 from pyingress.auth.policy import SATISFY_ANY, AuthPolicy, OIDCAuth
 from pyingress.auth.provider import ProviderError
 from pyingress.auth.runtime import RUNTIME
-from pyingress.policy.filters import Headers, Reply, RequestView
+from pyingress.policy.filters import Headers, Reply, RequestView, ResponseEdit
 from pyingress.routing.annotations import Network
 from pyingress.routing.policy import RoutePolicy
 
@@ -102,9 +102,13 @@ class AuthFilter:
             return await self._oidc(request, self.oidc)
         return None
 
-    def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
-        for cookie in request.state.pop(SET_COOKIES, ()):
-            request.add_response_header(b"set-cookie", cookie)
+    def on_response(
+        self, request: RequestView, status: int, headers: Headers
+    ) -> ResponseEdit | None:
+        cookies = request.state.pop(SET_COOKIES, ())
+        if not cookies:
+            return None
+        return ResponseEdit([(b"set-cookie", cookie) for cookie in cookies], once=True)
 
     def _skipped(self, path: str) -> bool:
         for prefix in self.policy.skip_paths:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pyingress.model import ObjectRef
+from pyingress.routing.paths import normalize_host
 from pyingress.routing.policy import DEFAULT_POLICY, RoutePolicy
 from pyingress.routing.table import Route
 
@@ -22,117 +23,220 @@ def fields_of(headers: Iterable[tuple[bytes, bytes]]) -> tuple[Field, ...]:
     return tuple((name.lower(), name, value) for name, value in headers)
 
 
-class HeaderBlock:
-    """Response headers a filter adds, made once: the fields and their bytes on the wire."""
+class RequestEdit:
+    """Request headers a filter sets, made once when the filter is built: the client's headers
+    of these names are replaced. ``lines`` are the fields as written upstream, or None when
+    one of them needs the proxy's handling (hop-by-hop, framing, forwarding headers)."""
 
-    __slots__ = ("appendable", "data", "fields", "names")
+    __slots__ = ("fields", "lines", "names")
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        # Imported here: the proxy package imports this module.
+        from pyingress.proxy.headers import REQUEST_DROPPED
+
         self.fields = fields_of(headers)
         self.names = frozenset(lname for lname, _, _ in self.fields)
-        self.data = b"".join(b"%s: %s\r\n" % (name, value) for _, name, value in self.fields)
+        special = REQUEST_DROPPED | {b"content-length", b"cf-connecting-ip"}
+        self.lines = (
+            b"".join(b"%s: %s\r\n" % (name, value) for _, name, value in self.fields)
+            if self.names.isdisjoint(special)
+            else None
+        )
+
+
+class ResponseEdit:
+    """A change to a response head: drop the headers called one of ``drop`` (the upstream's,
+    and those earlier edits added), then add ``add``.
+
+    A filter makes its edits once (when it is built, or once per ``Origin``) and returns the
+    same object for every response; edits are compared by identity, so the combination of the
+    edits a response gets is worked out once per distinct sequence, not per request. An edit
+    made for one response only (a session cookie) says ``once`` and is never cached.
+    """
+
+    __slots__ = ("fields", "names", "once", "plan")
+
+    def __init__(
+        self,
+        add: Iterable[tuple[bytes, bytes]] = (),
+        drop: Iterable[bytes] = (),
+        once: bool = False,
+    ) -> None:
+        self.fields = fields_of(add)
+        self.names = frozenset(name.lower() for name in drop)
+        self.once = once
+        self.plan = ResponsePlan((self,))
+        """This edit alone, as the proxy applies it."""
+
+    @classmethod
+    def setting(cls, headers: Iterable[tuple[bytes, bytes]]) -> ResponseEdit:
+        """Set ``headers``, replacing any value the response already has for their names."""
+        fields = fields_of(headers)
+        return cls(((name, value) for _, name, value in fields), (lname for lname, _, _ in fields))
+
+
+class ResponsePlan:
+    """The edits of one response combined in order: what the proxy applies in its one pass
+    over the upstream's headers (leave out the names in ``skip``, then append ``data``)."""
+
+    __slots__ = ("appendable", "data", "fields", "names", "skip")
+
+    def __init__(self, edits: Iterable[ResponseEdit]) -> None:
         # Imported here: the proxy package imports this module.
         from pyingress.proxy.headers import RESPONSE_DROPPED
 
-        self.appendable = self.names.isdisjoint(RESPONSE_DROPPED) and (
-            b"content-length" not in self.names
-        )
-        """False when a header needs the proxy's handling (framing, hop-by-hop), not just
-        appending after the upstream's."""
+        names: frozenset[bytes] = NO_NAMES
+        fields: list[Field] = []
+        for edit in edits:
+            if edit.names:
+                fields = [item for item in fields if item[0] not in edit.names]
+                names |= edit.names
+            fields.extend(edit.fields)
+        self.names = names
+        self.skip = RESPONSE_DROPPED | names
+        """The dropped names and those the proxy never forwards (hop-by-hop, framing)."""
+        self.fields = tuple(fields)
+        self.data = b"".join(b"%s: %s\r\n" % (name, value) for _, name, value in fields)
+        added = {lname for lname, _, _ in fields}
+        self.appendable = added.isdisjoint(RESPONSE_DROPPED) and b"content-length" not in added
+        """False when an added header needs the proxy's handling (framing, hop-by-hop), not
+        just appending after the upstream's."""
 
-    def without(self, names: frozenset[bytes] | set[bytes], prefix: bytes = b"") -> HeaderBlock:
-        """This block less the headers called ``names`` or starting with ``prefix``."""
-        return HeaderBlock(
-            (name, value)
-            for lname, name, value in self.fields
-            if lname not in names and not (prefix and lname.startswith(prefix))
-        )
+    def apply(self, headers: Headers) -> Headers:
+        """``headers`` less the dropped ones, plus the added fields (a new list)."""
+        names = self.names
+        kept = [(name, value) for name, value in headers if name.lower() not in names]
+        kept.extend((name, value) for _, name, value in self.fields)
+        return kept
+
+
+MAX_PLANS = 4096
+"""Combined plans kept; past that (edits of replaced tables) the cache starts over."""
+_PLANS: dict[tuple[ResponseEdit, ...], ResponsePlan] = {}
+
+
+def combined(edits: list[ResponseEdit]) -> ResponsePlan:
+    """The plan of several edits, made once per distinct sequence of shared edits."""
+    key = tuple(edits)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = ResponsePlan(key)
+        for edit in key:
+            if edit.once:
+                return plan
+        if len(_PLANS) >= MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+class ParsedHead(Protocol):
+    """What the proxy parsed of a request (:class:`pyingress.proxy.exchange.RequestHead`)."""
+
+    method: bytes
+    target: bytes
+    path: str
+    """Normalised (decoded, dot segments resolved): what routes are matched with."""
+    host: str
+    """The ``Host`` header as sent."""
+    proto: bytes
+    client: bytes
+    headers: list[Field]
+    """The client's header fields, as parsed; never modified."""
+    removed: frozenset[bytes] | set[bytes]
+    """Names of the client's headers not to forward (the filters' edits)."""
+    added: tuple[Field, ...] | list[Field]
+    """Fields to forward after the client's (the filters' edits)."""
+    added_lines: bytes | None
+    """``added`` as written upstream, when they are one :class:`RequestEdit`'s."""
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a request header as it will be forwarded (``name`` lower-case)."""
 
 
 class RequestView:
     """What filters see of a request, and what they change before it is forwarded.
 
-    The request headers are the proxy's parsed fields, shared and never modified here: edits
-    are recorded (names removed, fields added) and applied in one pass when the upstream
-    request is built, so an edit costs no copy of the header list. Response edits work the
-    same way: filters add fields and name the headers to drop, and the proxy applies both
-    while it writes the response head. ``target`` is the request target sent upstream; a
-    rewrite changes it.
+    The text fields are decoded from the parsed request when a filter first reads them: most
+    filters read one or two. Header edits are recorded on the parsed request (names removed,
+    fields added) and applied while the upstream request is written, so an edit costs no copy
+    of the header list.
     """
 
-    __slots__ = (
-        "_added",
-        "_drop_names",
-        "_drop_prefixes",
-        "_extra",
-        "_fields",
-        "_removed",
-        "client",
-        "host",
-        "method",
-        "path",
-        "query",
-        "route",
-        "scheme",
-        "state",
-        "target",
-    )
+    __slots__ = ("_head", "new_target", "route", "state")
 
-    def __init__(
-        self,
-        method: str,
-        target: str,
-        path: str,
-        query: str,
-        host: str,
-        scheme: str,
-        client: str,
-        headers: Iterable[tuple[bytes, bytes]],
-        route: Route,
-        fields: list[Field] | None = None,
-    ) -> None:
-        """``headers`` as ``(name, value)`` pairs, or (the proxy) ``fields`` as parsed."""
-        self.method = method
-        self.target = target
-        self.path = path
-        """The normalised path the route was matched with (no query)."""
-        self.query = query
-        self.host = host
-        """Normalised host (lower case, no port)."""
-        self.scheme = scheme
-        self.client = client
-        """The client address, as trusted-proxy settings define it."""
+    def __init__(self, head: ParsedHead, route: Route) -> None:
+        self._head = head
         self.route = route
         self.state: dict[str, Any] = {}
-        self._fields = fields if fields is not None else list(fields_of(headers))
-        self._removed: frozenset[bytes] | set[bytes] = NO_NAMES
-        self._added: list[Field] | None = None
-        self._extra: list[HeaderBlock] | None = None
-        self._drop_names: frozenset[bytes] | set[bytes] = NO_NAMES
-        self._drop_prefixes: tuple[bytes, ...] = ()
+        self.new_target: str | None = None
+        """The request target a filter set (a rewrite), if any."""
+
+    @property
+    def method(self) -> str:
+        return self._head.method.decode("latin-1")
+
+    @property
+    def target(self) -> str:
+        """The request target sent upstream: the client's, unless a filter set another."""
+        new = self.new_target
+        return self._head.target.decode("latin-1") if new is None else new
+
+    @target.setter
+    def target(self, value: str) -> None:
+        self.new_target = value
+
+    @property
+    def path(self) -> str:
+        """The normalised path the route was matched with (no query)."""
+        return self._head.path
+
+    @property
+    def query(self) -> str:
+        """The client's query string (without ``?``)."""
+        return self._head.target.partition(b"?")[2].decode("latin-1")
+
+    @property
+    def host(self) -> str:
+        """Normalised host (lower case, no port)."""
+        host = self._head.host
+        return host if host == self.route.host else normalize_host(host)
+
+    @property
+    def scheme(self) -> str:
+        return self._head.proto.decode()
+
+    @property
+    def client(self) -> str:
+        """The client address, as trusted-proxy settings define it."""
+        return self._head.client.decode()
 
     # -- request headers ----------------------------------------------------------------------
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a request header as it will be forwarded (``name`` lower-case)."""
-        if name not in self._removed:
-            for lname, _, value in self._fields:
-                if lname == name:
-                    return value
-        if self._added:
-            for lname, _, value in self._added:
-                if lname == name:
-                    return value
-        return None
+        return self._head.header(name)
+
+    def edit_request(self, edit: RequestEdit) -> None:
+        """Set the request headers of a filter's prepared edit (replacing the client's)."""
+        head = self._head
+        if not head.removed and not head.added:
+            head.removed, head.added, head.added_lines = edit.names, edit.fields, edit.lines
+            return
+        head.removed = {*head.removed, *edit.names}
+        head.added = [*(item for item in head.added if item[0] not in edit.names), *edit.fields]
+        head.added_lines = None
 
     def remove_header(self, name: bytes) -> None:
         """Forward no request header called ``name`` (lower-case)."""
-        removed = self._removed
+        head = self._head
+        removed = head.removed
         if not isinstance(removed, set):
-            removed = self._removed = set(removed)
+            removed = head.removed = set(removed)
         removed.add(name)
-        if self._added:
-            self._added = [item for item in self._added if item[0] != name]
+        if head.added:
+            head.added = [item for item in head.added if item[0] != name]
+            head.added_lines = None
 
     def set_header(self, name: bytes, value: bytes) -> None:
         """Replace every request header called ``name`` (any case) by one with ``value``."""
@@ -140,110 +244,29 @@ class RequestView:
         self.remove_header(lname)
         self.add_field((lname, name, value))
 
-    def set_fields(self, items: tuple[Field, ...], names: frozenset[bytes]) -> None:
-        """:meth:`set_header` for several fields built once by a filter (``names``: theirs)."""
-        if not self._removed:
-            self._removed = names
-        else:
-            self._removed = {*self._removed, *names}
-        added = self._added
-        if added:
-            self._added = [item for item in added if item[0] not in names]
-            self._added.extend(items)
-        else:
-            self._added = list(items)
-
     def add_header(self, name: bytes, value: bytes) -> None:
         """Forward one more request header, keeping any others of that name."""
         self.add_field((name.lower(), name, value))
 
     def add_field(self, item: Field) -> None:
         """:meth:`add_header` with the name already lowered (built once by the filter)."""
-        if self._added is None:
-            self._added = [item]
-        else:
-            self._added.append(item)
-
-    def edited_fields(self) -> list[Field] | None:
-        """The request headers to forward if a filter changed them (else None): the client's
-        less the removed names, plus the added fields."""
-        removed, added = self._removed, self._added
-        if not removed:
-            return self._fields + added if added else None
-        kept = [item for item in self._fields if item[0] not in removed]
-        return kept + added if added else kept
+        head = self._head
+        added = head.added
+        if isinstance(added, list):
+            added.append(item)
+        else:  # an edit's shared tuple: never changed in place
+            head.added = [*added, item]
+        head.added_lines = None
 
     @property
     def headers(self) -> Headers:
         """The request headers to forward, as ``(name, value)`` pairs (a copy: edit with the
         methods above)."""
-        fields = self.edited_fields()
-        return [(name, value) for _, name, value in (self._fields if fields is None else fields)]
-
-    # -- response headers ---------------------------------------------------------------------
-
-    def add_response_header(self, name: bytes, value: bytes) -> None:
-        """Put a header on the response (whoever answers: the upstream or a :class:`Reply`)."""
-        self.add_response_block(HeaderBlock(((name, value),)))
-
-    def add_response_block(self, block: HeaderBlock) -> None:
-        """Put a filter's prepared headers on the response."""
-        if self._extra is None:
-            self._extra = [block]
-        else:
-            self._extra.append(block)
-
-    def drop_response_headers(self, names: frozenset[bytes]) -> None:
-        """Remove the response headers called any of ``names`` (lower-case) that the response
-        has so far: the upstream's (or the Reply's) and those filters added before."""
-        extra = self._extra
-        if extra:
-            for index, block in enumerate(extra):
-                if not block.names.isdisjoint(names):
-                    extra[index] = block.without(names)
-        drop = self._drop_names
-        if not drop:
-            self._drop_names = names
-        elif isinstance(drop, set):
-            drop.update(names)
-        else:
-            self._drop_names = set(drop) | names
-
-    def drop_response_prefix(self, prefix: bytes) -> None:
-        """:meth:`drop_response_headers` for every name starting with ``prefix`` (lower-case)."""
-        extra = self._extra
-        if extra:
-            for index, block in enumerate(extra):
-                if any(name.startswith(prefix) for name in block.names):
-                    extra[index] = block.without(NO_NAMES, prefix)
-        self._drop_prefixes = (*self._drop_prefixes, prefix)
-
-    def response_edits(
-        self,
-    ) -> tuple[frozenset[bytes] | set[bytes], tuple[bytes, ...], list[HeaderBlock] | None]:
-        """``(names, prefixes, blocks)``: what to drop from the response and what to add; the
-        edits are handed over once (a second call returns none)."""
-        edits = (self._drop_names, self._drop_prefixes, self._extra)
-        self._drop_names, self._drop_prefixes, self._extra = NO_NAMES, (), None
-        return edits
-
-    def apply_response_edits(self, headers: Headers) -> None:
-        """Apply :meth:`response_edits` to ``headers`` in place (replies, tests)."""
-        names, prefixes, extra = self.response_edits()
-        if names or prefixes:
-            headers[:] = [
-                (name, value)
-                for name, value in headers
-                if not dropped(name.lower(), names, prefixes)
-            ]
-        for block in extra or ():
-            headers.extend((name, value) for _, name, value in block.fields)
-
-
-def dropped(
-    lname: bytes, names: frozenset[bytes] | set[bytes], prefixes: tuple[bytes, ...]
-) -> bool:
-    return lname in names or (bool(prefixes) and lname.startswith(prefixes))
+        head = self._head
+        removed = head.removed
+        kept = [(name, value) for lname, name, value in head.headers if lname not in removed]
+        kept.extend((name, value) for _, name, value in head.added)
+        return kept
 
 
 @dataclass(slots=True)
@@ -262,13 +285,13 @@ class Filter(Protocol):
     the proxy, or None to continue, after editing the request through the :class:`RequestView`
     (``set_header``, ``remove_header``, ``add_header``, ``target``). ``on_response`` runs when
     the response head is known (the upstream's, or a Reply's): ``headers`` are what the
-    response has so far, to read only; a filter changes the response through the view
-    (``add_response_block``, ``drop_response_headers``, ``drop_response_prefix``), and the
-    proxy applies every edit in one pass while it writes the head.
+    response has so far, to read only; a filter changes the response by returning a
+    :class:`ResponseEdit`, and the proxy applies the edits of all filters, combined, in one
+    pass while it writes the head.
 
-    Both run once per request, so a filter builds everything static (header fields with
-    their names lowered, whole replies) when it is made, not per request. A filter whose
-    ``on_request`` or ``on_response`` never does anything may say so with a false
+    Both run once per request, so a filter builds everything static (its response edits,
+    header fields with their names lowered, whole replies) when it is made, not per request.
+    A filter whose ``on_request`` or ``on_response`` never does anything may say so with a false
     ``handles_request`` or ``handles_response`` attribute: the chain then skips the call.
     A filter whose request part never waits may also define ``check(request)``: the same as
     ``on_request`` as a plain function; a chain whose filters all have it runs without any
@@ -277,7 +300,9 @@ class Filter(Protocol):
 
     async def on_request(self, request: RequestView) -> Reply | None: ...
 
-    def on_response(self, request: RequestView, status: int, headers: Headers) -> None: ...
+    def on_response(
+        self, request: RequestView, status: int, headers: Headers
+    ) -> ResponseEdit | None: ...
 
 
 FilterFactory = Callable[[RoutePolicy], "Filter | None"]
@@ -331,15 +356,31 @@ class FilterChain:
                 return reply
         return None
 
-    def run_response(self, request: RequestView, status: int, headers: Headers) -> None:
-        """Run each filter's ``on_response``; the edits stay on ``request`` for the proxy."""
+    def response_plan(
+        self, request: RequestView, status: int, headers: Headers
+    ) -> ResponsePlan | None:
+        """Run each filter's ``on_response``; their edits combined, or None for no edit."""
+        first: ResponseEdit | None = None
+        more: list[ResponseEdit] | None = None
         for on_response in self.responders:
-            on_response(request, status, headers)
+            edit = on_response(request, status, headers)
+            if edit is None:
+                continue
+            if first is None:
+                first = edit
+            elif more is None:
+                more = [first, edit]
+            else:
+                more.append(edit)
+        if more is not None:
+            return combined(more)
+        return None if first is None else first.plan
 
     def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
         """Run each filter's ``on_response`` and apply the edits to ``headers`` in place."""
-        self.run_response(request, status, headers)
-        request.apply_response_edits(headers)
+        plan = self.response_plan(request, status, headers)
+        if plan is not None:
+            headers[:] = plan.apply(headers)
 
 
 def _checks_of(

@@ -10,6 +10,7 @@ calls :meth:`ClientConnection.exchange_done`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
@@ -28,8 +29,10 @@ from pyingress.traffic import proxying
 from pyingress.traffic.proxying import TrafficState
 
 if TYPE_CHECKING:
-    from pyingress.policy.filters import HeaderBlock
+    from pyingress.policy.filters import Field
     from pyingress.proxy.client import ClientConnection
+
+NO_NAMES: frozenset[bytes] = frozenset()
 
 NO_BODY = 0
 RAW = 1
@@ -42,6 +45,8 @@ class RequestHead:
     """What the client connection learnt from a request's head."""
 
     __slots__ = (
+        "added",
+        "added_lines",
         "chunked",
         "client",
         "connection",
@@ -57,6 +62,7 @@ class RequestHead:
         "method",
         "path",
         "proto",
+        "removed",
         "request_id",
         "started",
         "target",
@@ -97,6 +103,23 @@ class RequestHead:
         self.forwarded_for = b""
         self.proto = b""
         self.trusted_peer = False
+        self.removed: frozenset[bytes] | set[bytes] = NO_NAMES
+        """Names of the client's headers a route filter removed: not forwarded."""
+        self.added: tuple[Field, ...] | list[Field] = ()
+        """Fields a route filter added: forwarded after the client's."""
+        self.added_lines: bytes | None = None
+        """``added`` as written upstream, when they are one filter's prepared edit."""
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a request header as it will be forwarded (``name`` lower-case)."""
+        if name not in self.removed:
+            for lname, _, value in self.headers:
+                if lname == name:
+                    return value
+        for lname, _, value in self.added:
+            if lname == name:
+                return value
+        return None
 
 
 class Exchange:
@@ -225,7 +248,7 @@ class ProxyExchange(Exchange):
         conn = self.conn
         server = conn.server
         traffic = self.route.policy.traffic
-        if traffic is None or (not self.request.has_body and proxying.is_plain(traffic)):
+        if traffic is None or (traffic.plain_upstream and not self.request.has_body):
             self.endpoint = endpoint = server.balancer.pick(self.route.backend)
         else:
             picked = self.endpoint = proxying.begin(self, traffic)
@@ -335,15 +358,14 @@ class ProxyExchange(Exchange):
         status: int,
         reason: bytes,
         headers: list[tuple[bytes, bytes]],
-        extra: list[HeaderBlock] | None = None,
+        extra: bytes = b"",
         skip: AbstractSet[bytes] = RESPONSE_DROPPED,
-        skip_prefixes: tuple[bytes, ...] = (),
     ) -> bool:
         """:meth:`response_head` with a route's filter edits, applied in the one pass over the
         upstream's headers: those named in ``skip`` (a superset of ``RESPONSE_DROPPED``: the
-        hop-by-hop and framing names, plus those filters drop) or starting with one of
-        ``skip_prefixes`` are left out, and the ``extra`` blocks (all
-        :attr:`~pyingress.policy.filters.HeaderBlock.appendable`) added."""
+        hop-by-hop and framing names, plus those filters drop) are left out, and ``extra``
+        (header lines that need no handling by the proxy,
+        :attr:`~pyingress.policy.filters.ResponsePlan.appendable`) added."""
         request = self.request
         if self.traffic is not None:
             proxying.response_headers(self, headers)
@@ -365,14 +387,11 @@ class ProxyExchange(Exchange):
                 elif lname == b"upgrade":
                     upgrade = value
                 continue
-            if skip_prefixes and lname.startswith(skip_prefixes):
-                continue
             if lname == b"content-length":
                 has_length = True
             parts.append(b"%s: %s\r\n" % (name, value))
         if extra:
-            for block in extra:
-                parts.append(block.data)
+            parts.append(extra)
         if named:
             parts = [p for p in parts if p.partition(b":")[0].lower() not in named]
         until_close = False
@@ -547,16 +566,25 @@ def upstream_request_head(
     """The request line and headers sent upstream: hop-by-hop headers out, forwarding headers in."""
     parts = [request.method, b" ", request.target, b" HTTP/1.1\r\n"]
     named = connection_tokens(request.connection) if request.connection else None
-    for lname, name, value in request.headers:
-        if lname in REQUEST_DROPPED:
-            continue
-        if named is not None and lname in named:
-            continue
-        if lname == b"cf-connecting-ip" and not request.trusted_peer:
-            continue
-        if lname == b"content-length" and request.chunked:
-            continue
-        parts.append(b"%s: %s\r\n" % (name, value))
+    removed, added, lines = request.removed, request.added, request.added_lines
+    sources: tuple[tuple[Sequence[Field], frozenset[bytes]], ...]
+    sources = ((request.headers, _dropping(removed) if removed else REQUEST_DROPPED),)
+    if added and (lines is None or named is not None):
+        sources += ((added, REQUEST_DROPPED),)
+        lines = None
+    for fields, dropped in sources:
+        for lname, name, value in fields:
+            if lname in dropped:
+                continue
+            if named is not None and lname in named:
+                continue
+            if lname == b"cf-connecting-ip" and not request.trusted_peer:
+                continue
+            if lname == b"content-length" and request.chunked:
+                continue
+            parts.append(b"%s: %s\r\n" % (name, value))
+    if lines is not None:
+        parts.append(lines)
     if not request.host_header:
         parts.append(b"host: %s\r\n" % str(endpoint).encode())
     if request.upgrade:
@@ -580,3 +608,19 @@ def upstream_request_head(
         )
     )
     return b"".join(parts)
+
+
+_DROPPING: dict[frozenset[bytes], frozenset[bytes]] = {}
+
+
+def _dropping(removed: frozenset[bytes] | set[bytes]) -> frozenset[bytes]:
+    """``REQUEST_DROPPED`` and the names filters removed, in one set (made once per filter's
+    shared names)."""
+    if not isinstance(removed, frozenset):
+        return REQUEST_DROPPED | removed
+    both = _DROPPING.get(removed)
+    if both is None:
+        if len(_DROPPING) >= 1024:
+            _DROPPING.clear()
+        both = _DROPPING[removed] = REQUEST_DROPPED | removed
+    return both

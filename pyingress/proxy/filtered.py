@@ -14,18 +14,10 @@ from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from pyingress.policy.filters import (
-    FilterChain,
-    HeaderBlock,
-    Headers,
-    Reply,
-    RequestView,
-    dropped,
-)
+from pyingress.policy.filters import FilterChain, Reply, RequestView
 from pyingress.proxy import errors
 from pyingress.proxy.exchange import ProxyExchange, RequestHead
-from pyingress.proxy.headers import DATE, RESPONSE_DROPPED
-from pyingress.routing.paths import normalize_host
+from pyingress.proxy.headers import DATE
 from pyingress.routing.table import Route
 
 if TYPE_CHECKING:
@@ -37,30 +29,14 @@ logger = logging.getLogger("pyingress.proxy")
 class FilteredExchange(ProxyExchange):
     """A :class:`ProxyExchange` that first runs its route's filter chain."""
 
-    __slots__ = ("chain", "original_target", "view")
+    __slots__ = ("chain", "view")
 
     def __init__(
         self, conn: ClientConnection, request: RequestHead, route: Route, chain: FilterChain
     ) -> None:
         super().__init__(conn, request, route)
         self.chain = chain
-        target = request.target.decode("latin-1")
-        host = request.host
-        if host != route.host:  # a route's host is normalised already: equal needs no work
-            host = normalize_host(host)
-        self.original_target = target
-        self.view = RequestView(
-            request.method.decode("latin-1"),
-            target,
-            request.path,
-            target.partition("?")[2],
-            host,
-            request.proto.decode(),
-            request.client.decode(),
-            (),
-            route,
-            request.headers,
-        )
+        self.view = RequestView(request, route)
 
     def start(self) -> None:
         conn, chain = self.conn, self.chain
@@ -71,7 +47,10 @@ class FilteredExchange(ProxyExchange):
             except Exception:
                 self._failed()
                 return
-            self._proceed(reply)
+            if reply is None:
+                self._forward()
+            else:
+                self.reply(reply)
             return
         if never_waits(chain):
             _run_now(self._run_chain())
@@ -85,48 +64,37 @@ class FilteredExchange(ProxyExchange):
         except Exception:
             self._failed()
             return
-        self._proceed(reply)
+        if self.done:
+            return
+        if reply is None:
+            self._forward()
+        else:
+            self.reply(reply)
 
     def _failed(self) -> None:
         logger.exception("request filter failed for %s", self.route.ingress_name)
         if not self.done:
             self.respond_error(500, errors.INTERNAL)
 
-    def _proceed(self, reply: Reply | None) -> None:
-        """After the request filters: answer with their reply, or forward the request."""
-        if self.done:
-            return
-        if reply is not None:
-            self.reply(reply)
-            return
-        self._apply_view()
-        if not self.route.backend.endpoints:
-            self.respond_error(503, self.route.backend.unavailable or errors.NO_ENDPOINTS)
+    def _forward(self) -> None:
+        """The filters let the request through: send it upstream with their edits (the header
+        edits are on the request already)."""
+        new_target = self.view.new_target
+        if new_target is not None:
+            self.request.target = new_target.encode("latin-1")
+        backend = self.route.backend
+        if not backend.endpoints:
+            self.respond_error(503, backend.unavailable or errors.NO_ENDPOINTS)
             return
         super().start()
 
-    def _apply_view(self) -> None:
-        """Carry the filters' edits (headers, target) into the request sent upstream."""
-        request, view = self.request, self.view
-        fields = view.edited_fields()
-        if fields is not None:
-            request.headers = fields
-        if view.target is not self.original_target:
-            request.target = view.target.encode("latin-1")
-
     def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
-        view = self.view
-        for on_response in self.chain.responders:
-            on_response(view, status, headers)
-        names, prefixes, extra = view.response_edits()
-        if extra is not None:
-            for block in extra:
-                if not block.appendable:
-                    headers = merged(headers, extra, names, prefixes)
-                    return self.write_head(status, reason, headers)
-        if names or prefixes:
-            return self.write_head(status, reason, headers, extra, skipped(names), prefixes)
-        return self.write_head(status, reason, headers, extra)
+        plan = self.chain.response_plan(self.view, status, headers)
+        if plan is None:
+            return self.write_head(status, reason, headers)
+        if not plan.appendable:
+            return self.write_head(status, reason, plan.apply(headers))
+        return self.write_head(status, reason, headers, plan.data, plan.skip)
 
     def reply(self, reply: Reply) -> None:
         """Answer at the proxy with a filter's reply; an unread request body is discarded."""
@@ -184,36 +152,6 @@ def _run_now(coroutine: Coroutine[Any, Any, None]) -> None:
         return
     coroutine.close()
     raise RuntimeError("a filter chain that cannot suspend suspended")
-
-
-_SKIPPED: dict[frozenset[bytes], frozenset[bytes]] = {}
-
-
-def skipped(names: frozenset[bytes] | set[bytes]) -> frozenset[bytes]:
-    """``names`` and the names the proxy never forwards, in one set (made once per filter's
-    names: a filter drops the same frozenset on every response)."""
-    if not isinstance(names, frozenset):
-        return RESPONSE_DROPPED | names
-    both = _SKIPPED.get(names)
-    if both is None:
-        if len(_SKIPPED) >= 1024:
-            _SKIPPED.clear()
-        both = _SKIPPED[names] = RESPONSE_DROPPED | names
-    return both
-
-
-def merged(
-    headers: Headers,
-    extra: list[HeaderBlock],
-    names: frozenset[bytes] | set[bytes],
-    prefixes: tuple[bytes, ...],
-) -> Headers:
-    """The upstream's headers less the dropped ones, plus the filters' blocks: the general
-    path, for a filter that adds headers needing the proxy's handling (framing, hop-by-hop)."""
-    kept = [(name, value) for name, value in headers if not dropped(name.lower(), names, prefixes)]
-    for block in extra:
-        kept.extend((name, value) for _, name, value in block.fields)
-    return kept
 
 
 def reply_bytes(reply: Reply, ident: bytes, head_only: bool, keep_alive: bool) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyingress.policy.filters import Headers, Reply, RequestView, register_filter
+from pyingress.policy.filters import Headers, Reply, RequestView, ResponseEdit, register_filter
 from pyingress.tls.policy import DEFAULT_TLS_POLICY, REDIRECT_STATUS, TLSPolicy, redirect_location
 
 ORDER = 10
@@ -20,11 +20,13 @@ HSTS = b"strict-transport-security"
 class TLSFilter:
     """Redirect and HSTS for one :class:`TLSPolicy`."""
 
-    __slots__ = ("https_port", "policy")
+    __slots__ = ("_hsts", "https_port", "policy")
 
     def __init__(self, policy: TLSPolicy, https_port: int = 443) -> None:
         self.policy = policy
         self.https_port = https_port
+        value = policy.hsts_value
+        self._hsts = ResponseEdit(((HSTS, value),)) if value is not None else None
 
     async def on_request(self, request: RequestView) -> Reply | None:
         return self.check(request)
@@ -42,12 +44,15 @@ class TLSFilter:
             return Reply(400, [(b"content-type", b"text/plain")], b"bad Host or request target\n")
         return Reply(REDIRECT_STATUS, [(b"location", location)])
 
-    def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
-        if request.scheme != "https":
-            return
-        value = self.policy.hsts_for(request.host)
-        if value is not None and not any(name.lower() == HSTS for name, _ in headers):
-            request.add_response_header(HSTS, value)
+    def on_response(
+        self, request: RequestView, status: int, headers: Headers
+    ) -> ResponseEdit | None:
+        hsts = self._hsts
+        if hsts is None or request.scheme != "https" or self.policy.hsts_for(request.host) is None:
+            return None
+        if any(name.lower() == HSTS for name, _ in headers):
+            return None  # the application's own HSTS wins
+        return hsts
 
 
 class TLSFilterFactory:

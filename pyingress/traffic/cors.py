@@ -6,7 +6,7 @@ allowed origin is a preflight and is answered by the proxy with 204.
 
 from __future__ import annotations
 
-from pyingress.policy.filters import HeaderBlock, Headers, Reply, RequestView
+from pyingress.policy.filters import Headers, Reply, RequestView, ResponseEdit
 from pyingress.traffic.policy import CorsPolicy
 
 _DONE = "traffic.cors_done"
@@ -36,14 +36,24 @@ class OriginMatcher:
 
 MAX_ORIGINS = 256
 """Origins whose decision and headers are kept per filter; past that the cache starts over."""
-_PREFIX = b"access-control-"
+CORS_RESPONSE_HEADERS = frozenset(
+    {
+        b"access-control-allow-origin",
+        b"access-control-allow-credentials",
+        b"access-control-allow-methods",
+        b"access-control-allow-headers",
+        b"access-control-expose-headers",
+        b"access-control-max-age",
+    }
+)
+"""The upstream's CORS answer, replaced by the route's (the ``Vary`` it sends is kept)."""
 
 
 class CorsFilter:
     """The run-time side of :class:`CorsPolicy` (filter order 40).
 
-    The response headers for an origin are built once and reused: the decision and the
-    header fields are cached per ``Origin`` value.
+    The response edit for an origin is built once and reused: the decision and the edit
+    (drop the upstream's CORS headers, add ours) are cached per ``Origin``.
     """
 
     def __init__(self, policy: CorsPolicy) -> None:
@@ -63,7 +73,7 @@ class CorsFilter:
             (b"Access-Control-Max-Age", str(policy.max_age).encode()),
             (b"Content-Type", b"text/plain; charset=utf-8"),
         ]
-        self._decided: dict[bytes, HeaderBlock | None] = {}
+        self._decided: dict[bytes, ResponseEdit | None] = {}
 
     def _headers_for(self, origin: bytes) -> Headers:
         allowed = b"*" if self.origins.any else origin
@@ -72,8 +82,8 @@ class CorsFilter:
             headers.append((b"Vary", b"Origin"))
         return headers
 
-    def _block_for(self, request: RequestView) -> HeaderBlock | None:
-        """The CORS response headers for the request's origin, or None when not allowed."""
+    def _edit_for(self, request: RequestView) -> ResponseEdit | None:
+        """The CORS response edit for the request's origin, or None when not allowed."""
         origin = request.header(b"origin")
         if origin is None:
             return None
@@ -83,7 +93,7 @@ class CorsFilter:
         except KeyError:
             pass
         allowed = self.origins.allows(origin.decode("latin-1"))
-        made = HeaderBlock(self._headers_for(origin)) if allowed else None
+        made = ResponseEdit(self._headers_for(origin), CORS_RESPONSE_HEADERS) if allowed else None
         if len(decided) >= MAX_ORIGINS:
             decided.clear()
         decided[origin] = made
@@ -95,18 +105,16 @@ class CorsFilter:
     def check(self, request: RequestView) -> Reply | None:
         if request.method != "OPTIONS":
             return None
-        found = self._block_for(request)
+        found = self._edit_for(request)
         if found is None:
             return None
         request.state[_DONE] = True
         headers = [(name, value) for _, name, value in found.fields]
         return Reply(204, headers + self._preflight)
 
-    def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
+    def on_response(
+        self, request: RequestView, status: int, headers: Headers
+    ) -> ResponseEdit | None:
         if request.state and request.state.get(_DONE):
-            return
-        found = self._block_for(request)
-        if found is None:
-            return
-        request.drop_response_prefix(_PREFIX)
-        request.add_response_block(found)
+            return None
+        return self._edit_for(request)

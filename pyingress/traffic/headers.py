@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyingress.policy.filters import HeaderBlock, Headers, Reply, RequestView
+from pyingress.policy.filters import Headers, Reply, RequestView, ResponseEdit
 
 
 class ResponseHeadersFilter:
@@ -12,11 +12,10 @@ class ResponseHeadersFilter:
 
     def __init__(self, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         self.headers = headers
-        self._block = HeaderBlock(headers)
+        self._edit = ResponseEdit.setting(headers)
 
     async def on_request(self, request: RequestView) -> Reply | None:
         return None
 
-    def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
-        request.drop_response_headers(self._block.names)
-        request.add_response_block(self._block)
+    def on_response(self, request: RequestView, status: int, headers: Headers) -> ResponseEdit:
+        return self._edit

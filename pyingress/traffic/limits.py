@@ -124,6 +124,7 @@ class LimitFilter:
             ConnectionLimiter(policy.connections, clock) if policy.connections else None
         )
         self._exempt: dict[str, bool] = {}
+        self._allowlist = bool(policy.allowlist)
         self._single = self._limiters[0].wait_time if len(self._limiters) == 1 else None
         """The one rate limiter's check, called directly (the common case: rps or rpm)."""
         self.handles_response = self._connections is not None
@@ -134,7 +135,7 @@ class LimitFilter:
 
     def check(self, request: RequestView) -> Reply | None:
         client = request.client
-        if self.policy.allowlist and self._is_exempt(client):
+        if self._allowlist and self._is_exempt(client):
             return None
         single = self._single
         if single is not None:

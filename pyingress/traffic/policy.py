@@ -184,6 +184,23 @@ class TrafficPolicy:
     ssl_passthrough: bool = False
     split: CanarySplit | None = None
     """Set by the canary pass on a main route: the canary backend and its rule."""
+    plain_upstream: bool = field(init=False, compare=False, repr=False)
+    """True when a body-less request needs nothing of the traffic runtime: round-robin, plain
+    HTTP and the proxy's own timeouts (the data plane's fast path)."""
+
+    def __post_init__(self) -> None:
+        upstream = self.upstream
+        plain = (
+            self.split is None
+            and upstream.affinity is None
+            and not upstream.hash_by
+            and upstream.load_balance != "ewma"
+            and upstream.ssl is None
+            and upstream.connect_timeout is None
+            and upstream.read_timeout is None
+            and upstream.send_timeout is None
+        )
+        object.__setattr__(self, "plain_upstream", plain)
 
     @property
     def has_filters(self) -> bool:

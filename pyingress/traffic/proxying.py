@@ -1,7 +1,9 @@
 """The data plane's calls into the traffic policy, kept here so the proxy edits stay small.
 
 :class:`~pyingress.proxy.exchange.ProxyExchange` calls :func:`begin` instead of its plain
-round-robin when a route has a traffic policy, :func:`retry_elsewhere` when a connection to an
+round-robin when a route's traffic policy needs more (not
+:attr:`~pyingress.traffic.policy.TrafficPolicy.plain_upstream`, or a request body to count),
+:func:`retry_elsewhere` when a connection to an
 endpoint fails (every route: nginx's ``proxy_next_upstream error timeout`` default), and the
 other helpers only when :func:`begin` left a :class:`TrafficState` on the exchange.
 """
@@ -37,48 +39,14 @@ class TrafficState:
 
 def facts(exchange: ProxyExchange) -> RequestFacts:
     request = exchange.request
-    headers = request.headers
-
-    def header(name: bytes) -> bytes | None:
-        for lname, _, value in headers:
-            if lname == name:
-                return value
-        return None
-
     return RequestFacts(
-        header=header,
+        header=request.header,
         client=(request.client or exchange.conn.peer_ip).decode("latin-1"),
         host=request.host,
         path=request.path,
         target=request.target.decode("latin-1"),
         scheme=(request.proto or exchange.conn.scheme).decode("latin-1"),
     )
-
-
-_PLAIN: dict[int, tuple[TrafficPolicy, bool]] = {}
-
-
-def is_plain(policy: TrafficPolicy) -> bool:
-    """True when a body-less request on ``policy`` needs nothing of this module: round-robin,
-    plain HTTP and the proxy's own timeouts (decided once per policy object)."""
-    cached = _PLAIN.get(id(policy))
-    if cached is not None and cached[0] is policy:
-        return cached[1]
-    upstream = policy.upstream
-    plain = (
-        policy.split is None
-        and upstream.affinity is None
-        and not upstream.hash_by
-        and upstream.load_balance != "ewma"
-        and upstream.ssl is None
-        and upstream.connect_timeout is None
-        and upstream.read_timeout is None
-        and upstream.send_timeout is None
-    )
-    if len(_PLAIN) >= 4096:  # policies of replaced tables: start over rather than grow
-        _PLAIN.clear()
-    _PLAIN[id(policy)] = (policy, plain)
-    return plain
 
 
 def begin(exchange: ProxyExchange, policy: TrafficPolicy) -> Endpoint | None:
@@ -118,13 +86,11 @@ def begin(exchange: ProxyExchange, policy: TrafficPolicy) -> Endpoint | None:
 
 
 def _content_length(exchange: ProxyExchange) -> int | None:
-    for lname, _, value in exchange.request.headers:
-        if lname == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    value = exchange.request.header(b"content-length")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
 def body_allowed(exchange: ProxyExchange, size: int) -> bool:

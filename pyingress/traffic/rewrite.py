@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from pyingress.policy.filters import Headers, Reply, RequestView, fields_of
+from pyingress.policy.filters import Headers, Reply, RequestEdit, RequestView
 from pyingress.traffic.policy import TrafficPolicy
 
 _GROUP_RE = re.compile(r"\$(\d)")
@@ -65,9 +65,8 @@ class RewriteFilter:
             edits.append((b"X-Forwarded-Prefix", policy.x_forwarded_prefix.encode("latin-1")))
         if policy.upstream_vhost:
             edits.append((b"Host", policy.upstream_vhost.encode("latin-1")))
-        self._header_edits = fields_of(edits)
+        self._header_edit = RequestEdit(edits) if edits else None
         """The request headers this policy sets, built once."""
-        self._edited_names = frozenset(lname for lname, _, _ in self._header_edits)
         self._only_headers = not (
             policy.redirect or policy.from_to_www or policy.app_root or self._template
         )
@@ -77,7 +76,8 @@ class RewriteFilter:
 
     def check(self, request: RequestView) -> Reply | None:
         if self._only_headers:
-            request.set_fields(self._header_edits, self._edited_names)
+            if self._header_edit is not None:
+                request.edit_request(self._header_edit)
             return None
         policy = self.policy
         if policy.redirect is not None:
@@ -90,8 +90,8 @@ class RewriteFilter:
             return _redirect(302, f"{request.scheme}://{self._authority(request)}{policy.app_root}")
         if self._template is not None:
             self._rewrite(request, self._template)
-        if self._header_edits:
-            request.set_fields(self._header_edits, self._edited_names)
+        if self._header_edit is not None:
+            request.edit_request(self._header_edit)
         return None
 
     def on_response(self, request: RequestView, status: int, headers: Headers) -> None:

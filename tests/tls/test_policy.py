@@ -18,6 +18,7 @@ from pyingress.tls.policy import (
     redirect_location,
     tls_policy,
 )
+from tests.support.views import request_view
 
 
 def parse(values: dict[str, str]) -> TLSPolicy:
@@ -141,8 +142,7 @@ class _Policy:
 def _view(scheme: str, host: str, target: str) -> RequestView:
     route = Route(ObjectRef("Ingress", "default", "web"), host, "/", PathType.PREFIX,
                   Backend("default/app:80", ()))  # fmt: skip
-    path, _, query = target.partition("?")
-    return RequestView("GET", target, path, query, host, scheme, "127.0.0.1", [], route)
+    return request_view(route, "GET", target, host, (), "127.0.0.1", scheme)
 
 
 def test_policy_from_the_ingress_object() -> None:

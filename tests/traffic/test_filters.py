@@ -10,6 +10,7 @@ from pyingress.routing.table import Route
 from pyingress.traffic.limits import LimitFilter, TokenBucket
 from pyingress.traffic.policy import LimitPolicy
 from tests.support import manifests as m
+from tests.support.views import request_view
 from tests.traffic.conftest import compile_objects, nginx, services
 
 
@@ -29,9 +30,8 @@ def route_for(annotations: dict[str, str], path: str = "/", host: str = "app.exa
 def view(route: Route, method: str = "GET", target: str = "/", host: str = "app.example",
          headers: list[tuple[bytes, bytes]] | None = None, client: str = "192.0.2.7",
          scheme: str = "http") -> RequestView:
-    path, _, query = target.partition("?")
-    return RequestView(method, target, path, query, host, scheme, client,
-                       headers if headers is not None else [(b"Host", host.encode())], route)
+    headers = headers if headers is not None else [(b"Host", host.encode())]
+    return request_view(route, method, target, host, headers, client, scheme)
 
 
 def run(route: Route, request: RequestView) -> tuple[Reply | None, list[tuple[bytes, bytes]]]:

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from pyingress.model import ObjectRef
-from pyingress.policy.filters import FilterChain, HeaderBlock, Headers, Reply, RequestView
-from pyingress.proxy.filtered import merged
-from pyingress.routing.table import Backend, PathType, Route
+from pyingress.policy.filters import (
+    FilterChain,
+    Headers,
+    Reply,
+    RequestEdit,
+    RequestView,
+    ResponseEdit,
+    ResponsePlan,
+)
+from pyingress.proxy.exchange import upstream_request_head
+from pyingress.routing.table import Backend, Endpoint, PathType, Route
+from tests.support.views import request_head, request_view
 
 
 def view(headers: Headers) -> RequestView:
     route = Route(ObjectRef("Ingress", "default", "web"), "app.example", "/", PathType.PREFIX,
                   Backend("default/app:80", ()))  # fmt: skip
-    return RequestView("GET", "/", "/", "", "app.example", "http", "192.0.2.7", headers, route)
+    return request_view(route, headers=headers)
 
 
 def test_request_edits_are_applied_in_order_without_touching_the_parsed_fields() -> None:
-    parsed = [(b"host", b"Host", b"a.example"), (b"cookie", b"Cookie", b"x=1"),
-              (b"cookie", b"Cookie", b"y=2")]  # fmt: skip
-    request = RequestView("GET", "/", "/", "", "a.example", "http", "192.0.2.7", (),
-                          view([]).route, parsed)  # fmt: skip
-    assert request.edited_fields() is None
+    head = request_head(headers=[(b"Host", b"a.example"), (b"Cookie", b"x=1"), (b"Cookie", b"y=2")])
+    parsed = list(head.headers)
+    request = RequestView(head, view([]).route)
     request.set_header(b"Host", b"internal.svc")
     request.remove_header(b"cookie")
     request.add_header(b"Cookie", b"kept=1")
@@ -28,33 +37,46 @@ def test_request_edits_are_applied_in_order_without_touching_the_parsed_fields()
     assert request.header(b"cookie") == b"kept=1"
     forwarded = [(b"Host", b"internal.svc"), (b"Cookie", b"kept=1"), (b"X-Extra", b"1")]
     assert request.headers == forwarded
-    assert parsed[0] == (b"host", b"Host", b"a.example") and len(parsed) == 3
+    assert head.headers == parsed
     request.remove_header(b"x-extra")
     assert request.header(b"x-extra") is None
+    connection = SimpleNamespace(local_port=b"80")
+    written = upstream_request_head(head, connection, Endpoint("10.0.0.5", 8080))  # type: ignore[arg-type]
+    lines = written.split(b"\r\n")
+    assert lines[1:3] == [b"Host: internal.svc", b"Cookie: kept=1"]
+    assert b"X-Extra" not in written and b"x=1" not in written
+
+
+def test_a_filters_prepared_edit_is_written_as_is_and_never_changed() -> None:
+    shared = RequestEdit([(b"Host", b"internal.svc"), (b"X-Forwarded-Prefix", b"/api")])
+    first = view([(b"Host", b"a.example")])
+    first.edit_request(shared)
+    first.add_header(b"X-One", b"1")
+    head = request_head(headers=[(b"Host", b"b.example"), (b"Accept", b"*/*")])
+    second = RequestView(head, first.route)
+    second.edit_request(shared)
+    assert shared.fields == ((b"host", b"Host", b"internal.svc"),
+                             (b"x-forwarded-prefix", b"X-Forwarded-Prefix", b"/api"))  # fmt: skip
+    assert first.headers == [(b"Host", b"internal.svc"), (b"X-Forwarded-Prefix", b"/api"),
+                             (b"X-One", b"1")]  # fmt: skip
+    written = upstream_request_head(head, SimpleNamespace(local_port=b"80"),  # type: ignore[arg-type]
+                                    Endpoint("10.0.0.5", 8080))  # fmt: skip
+    assert written.split(b"\r\n")[1:4] == [b"Accept: */*", b"Host: internal.svc",
+                                           b"X-Forwarded-Prefix: /api"]  # fmt: skip
+    assert RequestEdit([(b"Connection", b"close")]).lines is None  # the proxy's to handle
 
 
 class Adds:
     handles_request = False
 
     def __init__(self, *headers: tuple[bytes, bytes], replace: bool = False) -> None:
-        self.block = HeaderBlock(headers)
-        self.replace = replace
+        self.edit = ResponseEdit.setting(headers) if replace else ResponseEdit(headers)
 
     async def on_request(self, request: RequestView) -> Reply | None:
         return None
 
-    def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
-        if self.replace:
-            request.drop_response_headers(self.block.names)
-        request.add_response_block(self.block)
-
-
-class DropsPrefix:
-    async def on_request(self, request: RequestView) -> Reply | None:
-        return None
-
-    def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
-        request.drop_response_prefix(b"access-control-")
+    def on_response(self, request: RequestView, status: int, headers: Headers) -> ResponseEdit:
+        return self.edit
 
 
 def test_a_later_filter_replaces_what_the_upstream_and_earlier_filters_set() -> None:
@@ -65,20 +87,47 @@ def test_a_later_filter_replaces_what_the_upstream_and_earlier_filters_set() -> 
     assert upstream == [(b"Content-Type", b"text/plain"), (b"X-A", b"1"), (b"vary", b"Accept")]
 
 
-def test_a_prefix_drop_spares_headers_added_after_it() -> None:
-    chain = FilterChain((Adds((b"Access-Control-Max-Age", b"5")), DropsPrefix(),
-                         Adds((b"Access-Control-Allow-Origin", b"*"))))  # fmt: skip
+def test_a_drop_spares_headers_added_after_it() -> None:
+    chain = FilterChain((Adds((b"Access-Control-Max-Age", b"5")),
+                         Adds((b"Access-Control-Allow-Origin", b"*"), replace=True),
+                         Adds((b"access-control-max-age", b"7"), replace=True)))  # fmt: skip
     upstream = [(b"access-control-allow-origin", b"upstream"), (b"ETag", b'"1"')]
     chain.on_response(view([]), 200, upstream)
-    assert upstream == [(b"ETag", b'"1"'), (b"Access-Control-Allow-Origin", b"*")]
+    assert upstream == [(b"ETag", b'"1"'), (b"Access-Control-Allow-Origin", b"*"),
+                        (b"access-control-max-age", b"7")]  # fmt: skip
 
 
-def test_blocks_that_need_the_proxy_take_the_general_path() -> None:
-    assert HeaderBlock([(b"X-Frame-Options", b"DENY")]).appendable
-    framing = HeaderBlock([(b"Connection", b"close")])
+def test_edits_that_need_the_proxy_take_the_general_path() -> None:
+    assert ResponsePlan([ResponseEdit([(b"X-Frame-Options", b"DENY")])]).appendable
+    framing = ResponsePlan([ResponseEdit(drop=[b"X-Old"]),
+                            ResponseEdit([(b"Connection", b"close")])])  # fmt: skip
     assert not framing.appendable
-    headers = merged([(b"ETag", b'"1"'), (b"X-Old", b"1")], [framing], frozenset({b"x-old"}), ())
+    headers = framing.apply([(b"ETag", b'"1"'), (b"X-Old", b"1")])
     assert headers == [(b"ETag", b'"1"'), (b"Connection", b"close")]
+
+
+def test_the_same_edits_make_one_plan_and_one_off_edits_make_their_own() -> None:
+    chain = FilterChain((Adds((b"X-Frame-Options", b"DENY")), Adds((b"Vary", b"Origin"))))
+    first = chain.response_plan(view([]), 200, [])
+    assert first is not None and chain.response_plan(view([]), 200, []) is first
+
+    class Cookie:
+        handles_request = False
+
+        async def on_request(self, request: RequestView) -> Reply | None:
+            return None
+
+        def on_response(self, request: RequestView, status: int, headers: Headers) -> ResponseEdit:
+            return ResponseEdit([(b"Set-Cookie", request.target.encode())], once=True)
+
+    chain = FilterChain((Adds((b"X-Frame-Options", b"DENY")), Cookie()))
+    request = view([])
+    request.target = "/a"
+    plan = chain.response_plan(request, 200, [])
+    assert plan is not None and plan.data == b"X-Frame-Options: DENY\r\nSet-Cookie: /a\r\n"
+    request.target = "/b"
+    again = chain.response_plan(request, 200, [])
+    assert again is not None and again.data == b"X-Frame-Options: DENY\r\nSet-Cookie: /b\r\n"
 
 
 def test_a_chain_of_filters_with_check_runs_without_coroutines() -> None:
@@ -99,4 +148,12 @@ def test_a_chain_of_filters_with_check_runs_without_coroutines() -> None:
     reply = chain.check(view([]))
     assert reply is not None and reply.status == 403
     assert reply.headers == [(b"content-type", b"text/plain"), (b"X-Frame-Options", b"DENY")]
-    assert not FilterChain((DropsPrefix(),)).synchronous  # no check: it runs as a coroutine
+
+    class Waits:
+        async def on_request(self, request: RequestView) -> Reply | None:
+            return None
+
+        def on_response(self, request: RequestView, status: int, headers: Headers) -> None:
+            return None
+
+    assert not FilterChain((Waits(),)).synchronous  # no check: it runs as a coroutine
