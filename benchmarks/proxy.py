@@ -1,10 +1,11 @@
 """Data-plane benchmark: pyingress and nginx proxying to the same backend, in one run.
 
 Layout (2 cores): the proxies under test are pinned to core 0 and take turns, cell by cell
-(only the one under load is busy); the load generator (wrk) and the backend (an nginx serving
-static files, so the backend is never the bottleneck) share core 1.
-For each proxy, response size and connection count it prints requests/s, p50 and p99 latency and
-the proxy's peak RSS, with pyingress's ratio to nginx. Only loopback addresses are used.
+and round by round (only the one under load is busy); the load generator (wrk) and the
+backend (an nginx serving static files, so the backend is never the bottleneck) share core 1.
+For each proxy, response size and connection count it prints requests/s, p50 and p99 latency
+(of the round with the median requests/s) and the proxy's peak RSS, with pyingress's ratio to
+nginx. Only loopback addresses are used.
 
 Run: ``python benchmarks/proxy.py`` (needs ``nginx`` and ``wrk``:
 ``apt-get install nginx-light wrk``).
@@ -235,12 +236,14 @@ class Proxy:
     port: int
     proc: subprocess.Popen[bytes]
     idle_kib: int = 0
-    rows: dict[tuple[str, int], Result] | None = None
+    rows: dict[tuple[str, int], list[Result]] | None = None
+    """Every round of every cell, in the order run."""
 
 
 def measure(proxies: list[Proxy], args: argparse.Namespace) -> list[dict]:
-    """Every cell for every proxy, the proxies taking turns within each cell: a change in the
-    machine's state during the run (another tenant, thermal) then lands on all of them alike."""
+    """Every cell for every proxy, ``--rounds`` times, the proxies taking turns within each
+    round: a change in the machine's state during the run (another tenant) then lands on all
+    of them alike; ratios are taken round by round (:func:`paired`)."""
     time.sleep(1.0)  # let startup work (first compile, certificate load) settle
     for proxy in proxies:
         proxy.idle_kib = rss_kib(proxy.proc.pid, "VmRSS")
@@ -250,8 +253,12 @@ def measure(proxies: list[Proxy], args: argparse.Namespace) -> list[dict]:
         for connections in args.connections:
             for proxy in proxies:
                 assert proxy.rows is not None
-                proxy.rows[(size, connections)] = run_wrk(
-                    proxy.port, f"/{size}", connections, args.seconds)
+                proxy.rows[(size, connections)] = []
+            for _ in range(args.rounds):
+                for proxy in proxies:
+                    assert proxy.rows is not None
+                    proxy.rows[(size, connections)].append(
+                        run_wrk(proxy.port, f"/{size}", connections, args.seconds))
     return [{"name": proxy.name, "idle_kib": proxy.idle_kib,
              "peak_kib": rss_kib(proxy.proc.pid, "VmHWM"), "rows": proxy.rows}
             for proxy in proxies]
@@ -259,7 +266,9 @@ def measure(proxies: list[Proxy], args: argparse.Namespace) -> list[dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="runs per cell and proxy; medians are reported")
     parser.add_argument("--connections", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--policies", action="store_true",
                         help="also run a route with five policies")
@@ -295,6 +304,19 @@ def main() -> int:
     return 0
 
 
+def median_round(results: list[Result]) -> Result:
+    """The round with the median requests/s (its latencies are the ones shown)."""
+    return sorted(results, key=lambda result: result.rps)[len(results) // 2]
+
+
+def paired(results: list[Result], bases: list[Result]) -> float:
+    """The median of the round-by-round requests/s ratios: each round ran both back to back,
+    so a slow drift of the machine cancels out."""
+    ratios = sorted(result.rps / base.rps for result, base in zip(results, bases, strict=True))
+    middle = len(ratios) // 2
+    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+
+
 def report(runs: list[dict], args: argparse.Namespace, load_before: tuple[float, ...],
            load_after: tuple[float, ...]) -> None:
     """Markdown tables, then one ``BENCH_JSON`` line for scripts.
@@ -304,26 +326,29 @@ def report(runs: list[dict], args: argparse.Namespace, load_before: tuple[float,
     """
     nginx = runs[0]
     plain = next((run for run in runs if run["name"] == "pyingress"), None)
-    print(f"cpu: {os.cpu_count()} cores; proxies pinned to core 0 taking turns per cell, wrk + backend on core 1; "
-          f"{args.seconds}s per cell; load average {load_before[0]:.2f} before, "
+    print(f"cpu: {os.cpu_count()} cores; proxies pinned to core 0, taking turns per cell; "
+          f"wrk + backend on core 1; {args.rounds} rounds of {args.seconds}s per cell (medians; "
+          f"ratios paired round by round); load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after")
     print("| proxy | response | conns | req/s | ratio | p50 ms | p99 ms | p99 ratio | errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     summary = []
     for run in runs:
-        for (size, connections), row in run["rows"].items():
-            base = nginx["rows"][(size, connections)]
-            ratio = row.rps / base.rps
+        for (size, connections), rounds in run["rows"].items():
+            bases = nginx["rows"][(size, connections)]
+            row, base = median_round(rounds), median_round(bases)
+            ratio = paired(rounds, bases)
             p99_ratio = row.p99_ms / base.p99_ms if base.p99_ms else 0.0
+            errors = sum(result.errors for result in rounds)
             print(f"| {run['name']} | {size} | {connections} | {row.rps:,.0f} | "
                   f"{ratio:.2f}x | {row.p50_ms:.2f} | {row.p99_ms:.2f} | "
-                  f"{p99_ratio:.1f}x | {row.errors} |")
+                  f"{p99_ratio:.1f}x | {errors} |")
             entry = {"proxy": run["name"], "size": size, "connections": connections,
                      "rps": round(row.rps), "ratio": round(ratio, 3),
                      "p50_ms": round(row.p50_ms, 3), "p99_ms": round(row.p99_ms, 3),
-                     "p99_ratio": round(p99_ratio, 2), "errors": row.errors}
+                     "p99_ratio": round(p99_ratio, 2), "errors": errors}
             if plain is not None and runs.index(run) > runs.index(plain):
-                entry["vs_plain"] = round(row.rps / plain["rows"][(size, connections)].rps, 3)
+                entry["vs_plain"] = round(paired(rounds, plain["rows"][(size, connections)]), 3)
             summary.append(entry)
     if plain is not None and len(runs) > 2:
         print()
@@ -342,7 +367,8 @@ def report(runs: list[dict], args: argparse.Namespace, load_before: tuple[float,
     memory = {run["name"]: {"idle_mib": round(run["idle_kib"] / 1024, 1),
                             "peak_mib": round(run["peak_kib"] / 1024, 1)} for run in runs}
     load = [round(load_before[0], 2), round(load_after[0], 2)]
-    print("BENCH_JSON " + json.dumps({"seconds": args.seconds, "load": load, "rows": summary,
+    print("BENCH_JSON " + json.dumps({"seconds": args.seconds, "rounds": args.rounds,
+                                      "load": load, "rows": summary,
                                       "memory": memory}, separators=(",", ":")))
 
 
