@@ -283,7 +283,8 @@ class Filter(Protocol):
 
     ``on_request`` runs before the request is forwarded: return a :class:`Reply` to answer at
     the proxy, or None to continue, after editing the request through the :class:`RequestView`
-    (``set_header``, ``remove_header``, ``add_header``, ``target``). ``on_response`` runs when
+    (``edit_request`` with a prepared :class:`RequestEdit`, or ``set_header``,
+    ``remove_header``, ``add_header``; ``target``). ``on_response`` runs when
     the response head is known (the upstream's, or a Reply's): ``headers`` are what the
     response has so far, to read only; a filter changes the response by returning a
     :class:`ResponseEdit`, and the proxy applies the edits of all filters, combined, in one
