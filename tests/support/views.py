@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from pyingress.policy.filters import RequestView, fields_of
 from pyingress.proxy.exchange import RequestHead
@@ -28,14 +29,6 @@ def request_head(
     return head
 
 
-def request_view(
-    route: Route,
-    method: str = "GET",
-    target: str = "/",
-    host: str = "app.example",
-    headers: Iterable[tuple[bytes, bytes]] = (),
-    client: str = "192.0.2.7",
-    scheme: str = "http",
-) -> RequestView:
-    """The view filters get of :func:`request_head`."""
-    return RequestView(request_head(method, target, host, headers, client, scheme), route)
+def request_view(route: Route, *args: Any, **kwargs: Any) -> RequestView:
+    """The view filters get of :func:`request_head` (same arguments) on ``route``."""
+    return RequestView(request_head(*args, **kwargs), route)
