@@ -95,6 +95,22 @@ def test_cors_preflight_and_response_headers() -> None:
     assert reply is None and header(headers, b"access-control-allow-origin") == b"upstream"
 
 
+def test_cors_replaces_the_upstreams_cors_headers_and_keeps_its_vary() -> None:
+    route = route_for(nginx(enable_cors="true", cors_allow_origin="https://ui.example.org"))
+    chain = FilterChains().chain_for(route.policy)
+    request = view(route, headers=[(b"Host", b"app.example"), (b"Origin", b"https://ui.example.org")])
+    response = [(b"Vary", b"Accept-Encoding"), (b"Access-Control-Max-Age", b"5"),
+                (b"Access-Control-Allow-Origin", b"*"), (b"ETag", b'"1"')]  # fmt: skip
+    assert asyncio.run(chain.on_request(request)) is None
+    chain.on_response(request, 200, response)
+    assert [v for k, v in response if k.lower() == b"vary"] == [b"Accept-Encoding", b"Origin"]
+    assert [v for k, v in response if k.lower() == b"access-control-allow-origin"] == [
+        b"https://ui.example.org"
+    ]
+    assert header(response, b"access-control-max-age") is None  # the upstream's CORS answer goes
+    assert header(response, b"etag") == b'"1"'
+
+
 def test_permanent_redirect_and_app_root() -> None:
     route = route_for(nginx(permanent_redirect="https://new.example/docs", permanent_redirect_code="308"))
     reply, headers = run(route, view(route, target="/anything"))
