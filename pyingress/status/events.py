@@ -2,7 +2,7 @@
 
 Events are deduplicated and rate-limited, because the compiler reports the same problem on
 every compile: one Event per (object, reason, message), whose ``count`` and ``lastTimestamp``
-are bumped with a PATCH at most once per ``interval``; and a global token bucket caps the
+are bumped with a PATCH at most once per ``interval``; and a global rate limit caps the
 writes of all Events together, so a storm of broken Ingresses cannot flood the API server.
 Which Event belongs to which problem is remembered however long the problem was gone (in a
 bounded LRU, as client-go's correlator does), so a problem that comes back is counted on its
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pyingress.model import KubeObject, ObjectRef, Problem
+from pyingress.ratelimit import RateLimiter
 from pyingress.sources.kubeclient import KubeApi, KubeError
 
 log = logging.getLogger(__name__)
@@ -43,33 +44,6 @@ later, as long as the problem is still reported."""
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved up."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._stamp = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-
-    def try_take(self) -> bool:
-        self._refill()
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
-
-    def wait_time(self) -> float:
-        self._refill()
-        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
 
 
 @dataclass(slots=True)
@@ -102,7 +76,7 @@ class EventRecorder:
         self.api = api
         self.lookup = lookup
         self.interval = interval
-        self.bucket = TokenBucket(rate, burst, clock)
+        self.writes = RateLimiter(rate, burst, clock)
         self._clock = clock
         self.active = active
         self.instance = instance or os.environ.get("POD_NAME") or os.uname().nodename
@@ -145,19 +119,17 @@ class EventRecorder:
             self._recorded.popitem(last=False)
 
     async def run(self) -> None:
-        """Write queued Events until cancelled, within the token bucket."""
+        """Write queued Events until cancelled, within the rate limit."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending and self.active():
-                wait = self.bucket.wait_time()
+                wait = self.writes.wait_time(None)
                 if wait > 0:
                     await asyncio.sleep(wait)
                     continue
                 key = next(iter(self._pending))
-                problem = self._pending.pop(key)
-                if self.bucket.try_take():
-                    await self._write(key, problem)
+                await self._write(key, self._pending.pop(key))
 
     async def _write(self, key: Key, problem: Problem) -> None:
         obj = self.lookup(problem.ref)

@@ -1,7 +1,8 @@
 """``limit-rps``, ``limit-rpm`` and ``limit-connections``: per client IP, per replica.
 
-Token buckets, as ingress-nginx's ``limit_req ... burst=N nodelay``: a client may send
-``limit x limit-burst-multiplier`` requests at once, then ``limit`` per second (or minute).
+Token buckets (:mod:`pyingress.ratelimit`), as ingress-nginx's ``limit_req ... burst=N
+nodelay``: a client may send ``limit x limit-burst-multiplier`` requests at once, then
+``limit`` per second (or minute).
 Over the limit the proxy answers ``limit-req-status-code`` (503) with ``Retry-After``.
 """
 
@@ -13,72 +14,14 @@ import time
 from collections.abc import Callable
 
 from pyingress.policy.filters import Headers, Reply, RequestView
+from pyingress.ratelimit import RateLimiter
 from pyingress.traffic.policy import LimitPolicy
 
 MAX_CLIENTS = 100_000
-"""Buckets kept per limiter before idle ones are swept, so memory stays bounded."""
+"""Allow-list decisions kept before the cache starts over, so memory stays bounded."""
 STALE_CONNECTION = 600.0
 """A request slot not released within this many seconds is assumed lost (never counted forever)."""
 _SLOT_KEY = "traffic.limit_slot"
-
-
-class TokenBucket:
-    """Tokens refill at ``rate`` per second up to ``capacity``; one request takes one token."""
-
-    __slots__ = ("capacity", "rate", "tokens", "updated")
-
-    def __init__(self, capacity: float, rate: float, now: float) -> None:
-        self.capacity = capacity
-        self.rate = rate
-        self.tokens = capacity
-        self.updated = now
-
-    def take(self, now: float) -> float:
-        """0.0 when a token was taken, else the seconds until one is available."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
-
-    def full(self, now: float) -> bool:
-        return self.tokens + (now - self.updated) * self.rate >= self.capacity
-
-
-class RateLimiter:
-    """Buckets by client key for one rate; idle (full) buckets are swept when there are many."""
-
-    def __init__(self, per_second: float, burst: float, clock: Callable[[], float]) -> None:
-        self.per_second = per_second
-        self.burst = max(burst, 1.0)
-        self._clock = clock
-        self._buckets: dict[str, TokenBucket] = {}
-
-    def wait_time(self, client: str) -> float:
-        """0.0 if the request may go now, else how long the client should wait."""
-        now = self._clock()
-        bucket = self._buckets.get(client)
-        if bucket is None:
-            if len(self._buckets) >= MAX_CLIENTS:
-                self._sweep(now)
-            bucket = self._buckets[client] = TokenBucket(self.burst, self.per_second, now)
-        # TokenBucket.take, inlined: this runs on every request of a limited route.
-        tokens = bucket.tokens + (now - bucket.updated) * bucket.rate
-        if tokens > bucket.capacity:
-            tokens = bucket.capacity
-        bucket.updated = now
-        if tokens >= 1.0:
-            bucket.tokens = tokens - 1.0
-            return 0.0
-        bucket.tokens = tokens
-        return (1.0 - tokens) / bucket.rate
-
-    def _sweep(self, now: float) -> None:
-        for key in [key for key, bucket in self._buckets.items() if bucket.full(now)]:
-            del self._buckets[key]
-        if len(self._buckets) >= MAX_CLIENTS:
-            self._buckets.clear()
 
 
 class ConnectionLimiter:

@@ -8,9 +8,10 @@ import logging
 import pytest
 
 from pyingress.model import ObjectRef, Problem
+from pyingress.ratelimit import RateLimiter
 from pyingress.routing.compiler import CompileOptions
 from pyingress.sources.kubeclient import Backoff, KubeApi
-from pyingress.status.events import EventRecorder, TokenBucket
+from pyingress.status.events import EventRecorder
 from pyingress.status.leader import LeaderElector
 from pyingress.status.publisher import (
     address_entry,
@@ -59,13 +60,16 @@ def test_status_updates_only_for_owned_ingresses_that_differ() -> None:
                           classes, OPTIONS, two) == []  # fmt: skip
 
 
-def test_token_bucket_limits_bursts() -> None:
+def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
     now = [0.0]
-    bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: now[0])
-    assert [bucket.try_take() for _ in range(4)] == [True, True, True, False]
-    assert bucket.wait_time() == pytest.approx(0.5)
+    limiter = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [limiter.wait_time("k") == 0.0 for _ in range(4)] == [True, True, True, False]
+    assert limiter.wait_time("k") == pytest.approx(0.5)  # a refused request counts for nothing
+    assert limiter.wait_time("other") == 0.0  # keys have buckets of their own
     now[0] += 0.5
-    assert bucket.try_take() and not bucket.try_take()
+    assert limiter.wait_time("k") == 0.0 and limiter.wait_time("k") > 0.0
+    now[0] += 10.0  # a long idle time refills to the burst, never beyond
+    assert [limiter.wait_time("k") == 0.0 for _ in range(4)] == [True, True, True, False]
 
 
 async def test_a_problem_that_comes_back_much_later_is_counted_on_its_event(

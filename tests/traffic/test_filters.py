@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from pyingress.policy.filters import FilterChains, Reply, RequestView
+from pyingress.ratelimit import RateLimiter
 from pyingress.routing.table import Route
-from pyingress.traffic.limits import LimitFilter, TokenBucket
+from pyingress.traffic.limits import LimitFilter
 from pyingress.traffic.policy import LimitPolicy
 from tests.support import manifests as m
 from tests.support.views import request_view
@@ -47,11 +50,15 @@ def header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     return next((v for k, v in headers if k.lower() == name), None)
 
 
-def test_token_bucket_allows_burst_then_rate() -> None:
-    bucket = TokenBucket(capacity=3, rate=1.0, now=0.0)
-    assert [bucket.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert bucket.take(0.0) == 1.0
-    assert bucket.take(1.0) == 0.0
+def test_rate_limiter_allows_burst_then_rate() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=1.0, burst=3, clock=lambda: now[0])
+    assert [limiter.wait_time("client") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.wait_time("client") == pytest.approx(1.0)
+    now[0] = 1.0
+    assert limiter.wait_time("client") == 0.0
+    slow = RateLimiter(rate=1 / 60, burst=1, clock=lambda: now[0])  # limit-rpm: 1
+    assert slow.wait_time("client") == 0.0 and slow.wait_time("client") == pytest.approx(60.0)
 
 
 def test_limit_filter_answers_503_with_retry_after_and_exempts_allowlist() -> None:
