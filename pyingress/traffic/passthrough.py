@@ -37,6 +37,10 @@ HELLO_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 MAX_TRIES = 3
 """Endpoints tried before a passthrough connection is given up (``proxy-next-upstream-tries``)."""
+KEEPALIVE = (60, 10, 6)
+"""TCP keep-alive on both sides of a relay: first probe after 60 s idle, then every 10 s, the
+connection dropped after 6 unanswered. A relay has no idle timeout of its own (Argo CD's
+streams may be quiet for long), so this is what reclaims one whose peer vanished."""
 
 log = logging.getLogger("pyingress.passthrough")
 
@@ -159,6 +163,7 @@ class _End(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        keep_alive(transport.get_extra_info("socket"))
         if self.paused:
             self.transport.pause_reading()
 
@@ -204,6 +209,18 @@ class _End(asyncio.Protocol):
         for end in (self, self.peer):
             if end is not None and end.transport is not None:
                 end.transport.close()
+
+
+def keep_alive(sock: socket.socket | None) -> None:
+    """Turn on TCP keep-alive with the :data:`KEEPALIVE` timings (where the OS has them)."""
+    if sock is None:
+        return
+    idle, interval, count = KEEPALIVE
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
 
 class PassthroughListener:

@@ -21,6 +21,7 @@ from pyingress.traffic.passthrough import (
 )
 from pyingress.tls.selfsigned import self_signed_pem
 from tests.support import manifests as m
+from tests.support.net import wait_until_async
 from tests.traffic.conftest import compile_objects, nginx
 
 
@@ -202,6 +203,62 @@ def test_listener_relays_passthrough_hosts_and_terminates_the_rest(
             backend.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+def test_both_sides_of_a_relay_use_tcp_keepalive(
+    tmp_path: Path, run: Callable[[Awaitable[None]], None]
+) -> None:
+    """A quiet relay stays open (no idle timeout); keep-alive reclaims one whose peer vanished."""
+
+    async def scenario() -> None:
+        backend = await tls_server(server_context(tmp_path, "argocd-backend"), b"from argo")
+        backend_port = backend.sockets[0].getsockname()[1]
+        table = compile_objects(*passthrough_objects([backend_port])).table
+        listener = PassthroughListener(lambda: table, lambda sock: sock.close())
+        listener.listen("127.0.0.1", 0)
+        port = listener.ports[0]
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context,
+                                                  server_hostname="argocd.example")  # fmt: skip
+        try:
+            sides = await wait_until_async(lambda: relay_sockets(port, backend_port),
+                                           what="the relay's two sockets")  # fmt: skip
+            assert {side: kind for side, (kind, _) in sides.items()} == {
+                "client side": "keepalive", "backend side": "keepalive"}
+            # The first probe within a minute, not after the kernel's default two hours.
+            assert all(left <= 60 for _, left in sides.values()), sides
+        finally:
+            writer.close()
+            listener.close()
+            backend.close()
+
+    run(scenario())
+
+
+async def relay_sockets(port: int, backend_port: int) -> dict[str, tuple[str, float]] | None:
+    """The timer ``ss`` shows on each of the relay's sockets, as (kind, seconds left), once
+    both exist and are quiet (``ss`` shows a retransmission timer, ``on``,
+    instead while bytes are still unacknowledged)."""
+    listed = await asyncio.create_subprocess_exec(
+        "ss", "-tnoH", "state", "established", stdout=asyncio.subprocess.PIPE)
+    out, _ = await listed.communicate()
+    sides: dict[str, tuple[str, float]] = {}
+    for line in out.decode().splitlines():
+        fields = line.split()
+        local, peer = fields[2], fields[3]
+        timer = next((f for f in fields[4:] if f.startswith("timer:(")), "timer:(none,0sec")
+        kind, left = timer[len("timer:("):].split(",")[:2]
+        number = left.rstrip("mincseh")
+        seconds = float(number) * {"ms": 0.001, "sec": 1, "min": 60}.get(left[len(number):], 1e9)
+        if local == f"127.0.0.1:{port}":
+            sides["client side"] = (kind, seconds)
+        elif peer == f"127.0.0.1:{backend_port}":
+            sides["backend side"] = (kind, seconds)
+    quiet = all(kind != "on" for kind, _ in sides.values())
+    return sides if len(sides) == 2 and quiet else None
 
 
 def test_passthrough_without_the_flag_is_a_warning_that_names_it() -> None:
