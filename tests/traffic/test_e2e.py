@@ -156,6 +156,9 @@ def test_sticky_cookie_keeps_a_client_on_its_endpoint_while_one_is_added(stack: 
         assert with_cookie == {pinned}
     finally:
         stack.write()
+        # The next tests share the "pair" Service: they must not start during the reload.
+        wait_until(lambda: "c" not in {name_of(stack.get("sticky.test")) for _ in range(12)},
+                   what="the added endpoint to be gone again")
 
 
 def test_body_size_413_up_front_and_mid_stream_for_chunked_uploads(stack: Stack) -> None:
