@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
+from pyingress.policy.filters import NO_NAMES
 from pyingress.proxy import errors
 from pyingress.proxy.headers import (
     DATE,
@@ -31,8 +32,6 @@ from pyingress.traffic.proxying import TrafficState
 if TYPE_CHECKING:
     from pyingress.policy.filters import Field
     from pyingress.proxy.client import ClientConnection
-
-NO_NAMES: frozenset[bytes] = frozenset()
 
 NO_BODY = 0
 RAW = 1
