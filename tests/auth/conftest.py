@@ -20,8 +20,8 @@ from tests.support.manifests import (
     service,
     write_manifests,
 )
-from tests.support.net import free_port, wait_until
-from tests.support.processes import ManagedProcess, pyingress, running_echo
+from tests.support.net import wait_until
+from tests.support.processes import ManagedProcess, running_echo, serve_manifests
 
 
 @dataclass
@@ -62,20 +62,8 @@ def secret(name: str, data: dict[str, bytes], namespace: str = "default") -> Obj
 
 def start_serve(folder: Path, *flags: str, http_port: int = 0) -> Running:
     """``pyingress serve --manifests FOLDER`` on free loopback ports, ready when it returns."""
-    http_port = http_port or free_port()
-    https_port, health_port = free_port(), free_port()
-    process = pyingress("serve", "--manifests", str(folder), "--bind", "127.0.0.1",
-                        "--http-port", str(http_port), "--https-port", str(https_port),
-                        "--health-port", str(health_port), *flags)
-    try:
-        process.wait_for_port(http_port)
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{health_port}/readyz", timeout=5).status_code == 200,
-                   what="pyingress serve to be ready")
-    except BaseException:
-        print(process.output[-4000:])
-        process.stop()
-        raise
-    return Running(process, http_port)
+    served = serve_manifests(folder, *flags, http_port=http_port)
+    return Running(served.process, served.http_port)
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from tests.support.manifests import (
     service,
     write_manifests,
 )
-from tests.support.net import free_port, wait_until
-from tests.support.processes import ManagedProcess, echo_backend, pyingress
+from tests.support.processes import ManagedProcess, echo_backend, serve_manifests
 
 
 @dataclass
@@ -76,22 +75,9 @@ def serve() -> Iterator[Callable[..., Serve]]:
     started: list[ManagedProcess] = []
 
     def start(folder: Path, *extra: str) -> Serve:
-        http_port, health_port = free_port(), free_port()
-        process = pyingress(
-            "serve", "--manifests", str(folder), "--bind", "127.0.0.1",
-            "--http-port", str(http_port), "--https-port", str(free_port()),
-            "--health-port", str(health_port), *extra,
-        )  # fmt: skip
-        started.append(process)
-        running = Serve(process, http_port, health_port, folder)
-
-        def ready() -> bool:
-            if process.proc.poll() is not None:
-                raise AssertionError(f"serve exited {process.proc.returncode}:\n{process.output}")
-            return httpx.get(running.health + "/readyz", timeout=5).status_code == 200
-
-        wait_until(ready, what="pyingress serve to be ready")
-        return running
+        served = serve_manifests(folder, *extra)
+        started.append(served.process)
+        return Serve(served.process, served.http_port, served.health_port, folder)
 
     yield start
     for process in started:

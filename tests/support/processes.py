@@ -10,7 +10,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from tests.support.net import DEADLINE, free_port, port_open, wait_until
 
@@ -95,3 +98,39 @@ def running_echo(name: str) -> Iterator[int]:
         yield port
     finally:
         process.stop()
+
+
+@dataclass
+class Served:
+    """A running ``pyingress serve --manifests``: the process and its loopback ports."""
+
+    process: ManagedProcess
+    http_port: int
+    https_port: int
+    health_port: int
+
+
+def serve_manifests(
+    folder: Path, *flags: str, http_port: int = 0, env: dict[str, str] | None = None
+) -> Served:
+    """``pyingress serve --manifests FOLDER FLAGS`` on free loopback ports, returned once
+    ``/readyz`` says 200; stopped (its output in the failure) when it never does."""
+    http_port = http_port or free_port()
+    https_port, health_port = free_port(), free_port()
+    process = pyingress(
+        "serve", "--manifests", str(folder), "--bind", "127.0.0.1",
+        "--http-port", str(http_port), "--https-port", str(https_port),
+        "--health-port", str(health_port), *flags, env=env,
+    )  # fmt: skip
+
+    def ready() -> bool:
+        if process.proc.poll() is not None:
+            raise AssertionError(f"serve exited {process.proc.returncode}:\n{process.output}")
+        return httpx.get(f"http://127.0.0.1:{health_port}/readyz", timeout=5).status_code == 200
+
+    try:
+        wait_until(ready, what="pyingress serve to be ready")
+    except BaseException:
+        process.stop()
+        raise
+    return Served(process, http_port, https_port, health_port)

@@ -32,8 +32,8 @@ from tests.support.manifests import (
     service,
     write_manifests,
 )
-from tests.support.net import free_port, wait_until
-from tests.support.processes import ManagedProcess, pyingress, running_echo
+from tests.support.net import wait_until
+from tests.support.processes import ManagedProcess, running_echo, serve_manifests
 from tests.tls.conftest import LocalCA, client_context
 
 pytestmark = pytest.mark.timeout(120)
@@ -150,18 +150,8 @@ class Serve:
 
 
 def start_serve(folder: Path, *extra: str) -> Serve:
-    http_port, https_port, health_port = free_port(), free_port(), free_port()
-    process = pyingress(
-        "serve", "--manifests", str(folder), "--bind", "127.0.0.1",
-        "--http-port", str(http_port), "--https-port", str(https_port),
-        "--health-port", str(health_port), *extra,
-    )  # fmt: skip
-    try:
-        process.wait_for_port(https_port)
-    except BaseException:
-        process.stop()
-        raise
-    return Serve(process, http_port, https_port, folder)
+    served = serve_manifests(folder, *extra)
+    return Serve(served.process, served.http_port, served.https_port, folder)
 
 
 @pytest.fixture(scope="module")

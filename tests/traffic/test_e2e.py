@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import manifests as m
 from tests.support.net import free_port, wait_until
-from tests.support.processes import ManagedProcess, pyingress
+from tests.support.processes import ManagedProcess, pyingress, serve_manifests
 from tests.traffic.conftest import nginx
 
 Obj = dict[str, Any]
@@ -104,19 +104,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         objects = objects_for(ports, dead)
         running = Stack("", folder, ports, dead, objects, httpx.Client(timeout=10))
         running.write()
-        http_port, health_port = free_port(), free_port()
-        serve = pyingress("serve", "--manifests", str(folder), "--bind", "127.0.0.1",
-                          "--http-port", str(http_port), "--https-port", str(free_port()),
-                          "--health-port", str(health_port))
-        processes.append(serve)
-
-        def ready() -> bool:
-            if serve.proc.poll() is not None:
-                raise AssertionError(f"serve exited:\n{serve.output}")
-            return httpx.get(f"http://127.0.0.1:{health_port}/readyz", timeout=5).status_code == 200
-
-        wait_until(ready, what="pyingress serve to be ready")
-        running.url = f"http://127.0.0.1:{http_port}"
+        served = serve_manifests(folder)
+        processes.append(served.process)
+        running.url = f"http://127.0.0.1:{served.http_port}"
         with running.client:
             yield running
     finally:

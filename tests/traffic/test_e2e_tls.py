@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,7 +27,7 @@ from cryptography import x509
 from pyingress.tls.selfsigned import DEFAULT_COMMON_NAME
 from tests.support import manifests as m
 from tests.support.net import free_port, wait_until
-from tests.support.processes import ManagedProcess, pyingress
+from tests.support.processes import ManagedProcess, pyingress, serve_manifests
 from tests.traffic.conftest import nginx
 from tests.traffic.test_e2e import ing, svc
 from tests.traffic.test_runtime import make_ca_and_leaf
@@ -178,20 +177,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         manifests = folder / "manifests"
         manifests.mkdir()
         m.write_manifests(manifests / "objects.yaml", *tls_objects(ca_pem, ports))
-        http_port, https_port, health_port = free_port(), free_port(), free_port()
-        serve = pyingress("serve", "--manifests", str(manifests), "--bind", "127.0.0.1",
-                          "--http-port", str(http_port), "--https-port", str(https_port),
-                          "--health-port", str(health_port), "--enable-ssl-passthrough")
-        processes.append(serve)
-
-        def ready() -> bool:
-            if serve.proc.poll() is not None:
-                raise AssertionError(f"serve exited:\n{serve.output}")
-            return httpx.get(f"http://127.0.0.1:{health_port}/readyz", timeout=5).status_code == 200
-
-        wait_until(ready, what="pyingress serve to be ready")
+        served = serve_manifests(manifests, "--enable-ssl-passthrough")
+        processes.append(served.process)
         with httpx.Client() as client:
-            yield Stack(f"http://127.0.0.1:{http_port}", https_port, backends, client)
+            yield Stack(f"http://127.0.0.1:{served.http_port}", served.https_port, backends,
+                        client)  # fmt: skip
     finally:
         for process in processes:
             process.stop()

@@ -6,7 +6,7 @@ import random
 from collections import Counter
 
 from pyingress.proxy.balancer import RoundRobin
-from pyingress.routing.table import Endpoint, Route
+from pyingress.routing.table import Endpoint
 from pyingress.traffic.balance import HashRing, PeakEwma, endpoint_key
 from pyingress.traffic.canary import wants_canary
 from pyingress.traffic.policy import CanaryRule, UpstreamPolicy
